@@ -1,0 +1,46 @@
+# Two commands matter (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CLI := $(BIN)/calico-nodestatus
+
+.PHONY: demo demo-down test lint deps system-deps venv bench soak clean
+
+demo: deps
+	$(BIN)/python scripts/demo.py
+
+demo-down: venv
+	$(BIN)/python scripts/demo.py --down
+
+test: deps
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/run_tests.py
+
+lint: venv
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
+
+deps: system-deps venv
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+bench: deps
+	$(BIN)/python bench/collect_routes.py
+	$(BIN)/python bench/agent_overhead.py
+	$(BIN)/python bench/fleet.py
+
+soak: deps
+	$(BIN)/python -m pytest -m soak --run-soak tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

@@ -1,0 +1,3 @@
+from calico_nodestatus.cli.main import main
+
+main()

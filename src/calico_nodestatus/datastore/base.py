@@ -1,0 +1,135 @@
+"""The one datastore interface. Every backend (embedded, etcdv3, kubernetes) implements it and
+passes the same contract suite (tests/datastore/test_contract.py).
+
+Semantics every backend keeps:
+- resourceVersion is an opaque decimal string that changes on every write of the object.
+- ``update`` writes metadata (labels, annotations) and spec, keeps the stored status, and bumps
+  ``generation`` only when the spec changed. ``update_status`` writes status only and keeps spec,
+  labels and generation. Both are compare-and-swap on ``metadata.resource_version``: a stale one
+  raises ``Conflict``.
+- ``watch`` yields every change after ``resource_version`` in order; when that revision is gone
+  (compacted) it raises ``WatchExpired`` and the caller re-lists.
+- Liveness records are cheap per-node heartbeats that never rewrite a CalicoNodeStatus.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from calico_nodestatus.api import CalicoNodeStatus
+
+KIND = "CalicoNodeStatus"
+
+
+class DatastoreError(Exception):
+    """Base of every datastore failure; the message is what a user sees."""
+
+
+class NotFound(DatastoreError):
+    def __init__(self, name: str, detail: str = "not found") -> None:
+        super().__init__(f"resource does not exist: {KIND}({name}) with error: {detail}")
+        self.name = name
+
+
+class AlreadyExists(DatastoreError):
+    def __init__(self, name: str, detail: str = "already exists") -> None:
+        super().__init__(f"resource already exists: {KIND}({name}) with error: {detail}")
+        self.name = name
+
+
+class Conflict(DatastoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"update conflict: {KIND}({name})")
+        self.name = name
+
+
+class WatchExpired(DatastoreError):
+    """The requested revision is no longer available (compacted); re-list and watch again."""
+
+
+class Unavailable(DatastoreError):
+    """The datastore cannot be reached or timed out; retry with backoff."""
+
+
+class EventType(enum.StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    object: CalicoNodeStatus
+    # The revision after this event; watching again from it resumes right after the event.
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessRecord:
+    node: str
+    holder: str  # identity of the agent process (hostname/pid) that renews it
+    renewed_at: datetime  # UTC
+    ttl_seconds: float
+
+    def is_alive(self, now: datetime) -> bool:
+        return (now - self.renewed_at).total_seconds() <= self.ttl_seconds
+
+
+class Datastore(abc.ABC):
+    """Async access to CalicoNodeStatus objects and agent liveness records."""
+
+    @abc.abstractmethod
+    async def get(self, name: str) -> CalicoNodeStatus: ...
+
+    @abc.abstractmethod
+    async def list(self, node: str | None = None) -> tuple[list[CalicoNodeStatus], str]:
+        """All objects (only those whose spec.node == node, if given) and the list's revision."""
+
+    @abc.abstractmethod
+    async def create(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        """Stores a new object; uid, creationTimestamp, generation=1 and resourceVersion are set
+        by the store, status is dropped. Raises AlreadyExists."""
+
+    @abc.abstractmethod
+    async def update(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        """Spec/metadata update, CAS on obj.metadata.resource_version. Raises Conflict, NotFound."""
+
+    @abc.abstractmethod
+    async def update_status(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        """Status-only update, CAS on obj.metadata.resource_version. Raises Conflict, NotFound."""
+
+    @abc.abstractmethod
+    async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
+        """Deletes and returns the last stored object. Raises NotFound, Conflict (stale rv)."""
+
+    @abc.abstractmethod
+    def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Changes after resource_version, in order; raises WatchExpired when it is gone."""
+
+    @abc.abstractmethod
+    async def renew_liveness(self, node: str, holder: str, ttl_seconds: float) -> None:
+        """Creates or refreshes this node's liveness record."""
+
+    @abc.abstractmethod
+    async def release_liveness(self, node: str, holder: str) -> None:
+        """Removes the record if `holder` owns it (clean agent shutdown)."""
+
+    @abc.abstractmethod
+    async def get_liveness(self, node: str) -> LivenessRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_liveness(self) -> list[LivenessRecord]: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most backends override it
+        """Releases connections."""
+
+    async def __aenter__(self) -> Datastore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
