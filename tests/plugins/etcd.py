@@ -1,0 +1,1 @@
+"""pytest fixtures: etcd (filled in by its owner)."""

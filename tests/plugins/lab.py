@@ -1,0 +1,1 @@
+"""pytest fixtures: lab (filled in by its owner)."""
