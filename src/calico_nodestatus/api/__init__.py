@@ -1,1 +1,71 @@
-"""api package."""
+"""The CalicoNodeStatus resource model (pydantic v2), its wire forms, manifests and CRD. Pure: no I/O."""
+
+from calico_nodestatus.api.crd import build_crd, crd_yaml
+from calico_nodestatus.api.crd_v1 import CRD_V1_API_VERSION, CRD_V1_GROUP, METADATA_ANNOTATION, reverse_uid
+from calico_nodestatus.api.enums import (
+    BGPDaemonState,
+    BGPPeerType,
+    BGPSessionState,
+    CalicoNodeRouteSourceType,
+    CalicoNodeRouteType,
+    NodeStatusClass,
+)
+from calico_nodestatus.api.errors import ManifestError, ValidationFailure
+from calico_nodestatus.api.manifests import Manifest, dump_yaml, load_manifest_documents, load_manifests
+from calico_nodestatus.api.model import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    LIST_KIND,
+    MAX_UPDATE_PERIOD_SECONDS,
+    BGPDaemonStatus,
+    CalicoNodeAgentStatus,
+    CalicoNodeBGPRouteStatus,
+    CalicoNodeBGPStatus,
+    CalicoNodePeer,
+    CalicoNodeRoute,
+    CalicoNodeRouteLearnedFrom,
+    CalicoNodeStatus,
+    CalicoNodeStatusSpec,
+    CalicoNodeStatusStatus,
+    ObjectMeta,
+    format_time,
+)
+
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "CRD_V1_API_VERSION",
+    "CRD_V1_GROUP",
+    "KIND",
+    "LIST_KIND",
+    "MAX_UPDATE_PERIOD_SECONDS",
+    "METADATA_ANNOTATION",
+    "BGPDaemonState",
+    "BGPDaemonStatus",
+    "BGPPeerType",
+    "BGPSessionState",
+    "CalicoNodeAgentStatus",
+    "CalicoNodeBGPRouteStatus",
+    "CalicoNodeBGPStatus",
+    "CalicoNodePeer",
+    "CalicoNodeRoute",
+    "CalicoNodeRouteLearnedFrom",
+    "CalicoNodeRouteSourceType",
+    "CalicoNodeRouteType",
+    "CalicoNodeStatus",
+    "CalicoNodeStatusSpec",
+    "CalicoNodeStatusStatus",
+    "Manifest",
+    "ManifestError",
+    "NodeStatusClass",
+    "ObjectMeta",
+    "ValidationFailure",
+    "build_crd",
+    "crd_yaml",
+    "dump_yaml",
+    "format_time",
+    "load_manifest_documents",
+    "load_manifests",
+    "reverse_uid",
+]

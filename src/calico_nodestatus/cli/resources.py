@@ -1,9 +1,331 @@
-"""CLI commands: resources."""
+"""CLI commands for CalicoNodeStatus objects, in calicoctl/kubectl habits.
+
+`create|apply|replace -f FILE|-`, `get caliconodestatus [NAME] -o ps|wide|yaml|json|name`,
+`delete caliconodestatus NAME…` / `delete -f FILE`, and `crd` (prints the CRD manifest).
+
+Writes from a file are all-or-nothing: every document is validated and every precondition (exists,
+does not exist, resourceVersion) is checked before the first write, and if a write still fails
+(another client raced us) the writes already made are undone.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
 import click
+
+from calico_nodestatus.api import (
+    API_GROUP,
+    CRD_V1_GROUP,
+    KIND,
+    CalicoNodeStatus,
+    Manifest,
+    crd_yaml,
+    dump_yaml,
+    format_time,
+    load_manifest_documents,
+)
+from calico_nodestatus.cli.context import CliContext
+from calico_nodestatus.cli.errors import user_errors
+from calico_nodestatus.cli.store import run_with_datastore
+from calico_nodestatus.datastore.base import AlreadyExists, Conflict, Datastore, DatastoreError, NotFound
+
+RESOURCE_NAMES: Final = ("caliconodestatus", "caliconodestatuses", "cns", "nodestatus", "nodestatuses")
+OUTPUT_FORMATS: Final = ("ps", "wide", "yaml", "json", "name")
+# Go text/tabwriter settings calicoctl uses: minimum cell width 5 (padding included), padding 3.
+_MIN_CELL_WIDTH: Final = 5
+_CELL_PADDING: Final = 3
+
+
+class WriteMode(StrEnum):
+    CREATE = "create"
+    APPLY = "apply"
+    REPLACE = "replace"
+
+
+_PAST_TENSE: Final = {WriteMode.CREATE: "created", WriteMode.APPLY: "applied", WriteMode.REPLACE: "replaced"}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    cell: Callable[[CalicoNodeStatus], str]
+
+
+def _established(obj: CalicoNodeStatus, family: str) -> str:
+    bgp = obj.status.bgp
+    peers = bgp.peers_v4 if family == "v4" else bgp.peers_v6
+    established = bgp.number_established_v4 if family == "v4" else bgp.number_established_v6
+    return f"{established}/{len(peers)}" if peers else "-"
+
+
+_PS_COLUMNS: Final = [
+    Column("NAME", lambda obj: obj.metadata.name),
+    Column("NODE", lambda obj: obj.spec.node),
+]
+# Extend here for more wide columns (e.g. agent liveness from Datastore.list_liveness).
+_WIDE_COLUMNS: Final = [
+    *_PS_COLUMNS,
+    Column("CLASSES", lambda obj: ",".join(obj.spec.classes) or "-"),
+    Column("PERIOD", lambda obj: f"{obj.spec.update_period_seconds}s"),
+    Column(
+        "LAST-UPDATED",
+        lambda obj: format_time(obj.status.last_updated) if obj.status.last_updated else "-",
+    ),
+    Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
+    Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
+]
+
+
+def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
+    """A calicoctl-style table: left-aligned, every cell padded (also the last), then an empty line."""
+    rows = [[column.header for column in columns]]
+    rows += [[column.cell(obj) for column in columns] for obj in objects]
+    widths = [
+        max(_MIN_CELL_WIDTH, *(len(row[i]) + _CELL_PADDING for row in rows)) for i in range(len(columns))
+    ]
+    lines = ["".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+def render_objects(objects: list[CalicoNodeStatus], output: str, *, single: bool) -> str:
+    """`get` output. A single named object prints as itself; otherwise a list (a bare YAML list)."""
+    if output in ("ps", "wide"):
+        return render_table(_WIDE_COLUMNS if output == "wide" else _PS_COLUMNS, objects)
+    if output == "name":
+        return "".join(f"caliconodestatus/{obj.metadata.name}\n" for obj in objects)
+    wire: object = objects[0].to_wire() if single else [obj.to_wire() for obj in objects]
+    if output == "json":
+        return json.dumps(wire, indent=2) + "\n"
+    return dump_yaml(wire)
+
+
+def check_resource_type(resource: str) -> None:
+    if resource.lower() not in RESOURCE_NAMES:
+        raise click.ClickException(
+            f"unknown resource type '{resource}' (expected one of: {', '.join(RESOURCE_NAMES)})"
+        )
+
+
+def read_input(filename: str) -> str:
+    """The text of FILE, or of stdin for `-`."""
+    if filename == "-":
+        return sys.stdin.read()
+    try:
+        return Path(filename).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(f"cannot read {filename}: {reason}") from None
+
+
+class ManifestWriteError(DatastoreError):
+    """A datastore error for one document of the input; names the document."""
+
+    def __init__(self, manifest: Manifest, error: DatastoreError) -> None:
+        super().__init__(f"{manifest.where} ({manifest.object.name}): {error}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A write made, and what it replaced (None: it created the object; `after` None: it deleted)."""
+
+    name: str
+    before: CalicoNodeStatus | None
+    after: CalicoNodeStatus | None
+
+
+async def _current(datastore: Datastore, name: str) -> CalicoNodeStatus | None:
+    try:
+        return await datastore.get(name)
+    except NotFound:
+        return None
+
+
+def _check_precondition(mode: WriteMode, obj: CalicoNodeStatus, current: CalicoNodeStatus | None) -> None:
+    """Raises what the write would raise, before anything is written."""
+    wanted = obj.metadata.resource_version
+    if mode is WriteMode.CREATE:
+        if current is not None:
+            raise AlreadyExists(obj.name)
+    elif current is None:
+        if mode is WriteMode.REPLACE or wanted:
+            raise NotFound(obj.name)
+    elif wanted and wanted != current.metadata.resource_version:
+        raise Conflict(obj.name)
+
+
+def _for_create(obj: CalicoNodeStatus) -> CalicoNodeStatus:
+    """Server-managed metadata in the input is ignored on create (a saved `get` output re-creates)."""
+    metadata = obj.metadata.model_copy(
+        update={"uid": None, "creation_timestamp": None, "generation": None, "resource_version": None}
+    )
+    return obj.model_copy(update={"metadata": metadata})
+
+
+def _for_update(obj: CalicoNodeStatus, current: CalicoNodeStatus) -> CalicoNodeStatus:
+    """The input's resourceVersion is the precondition; without one, the current object's is used."""
+    revision = obj.metadata.resource_version or current.metadata.resource_version
+    return obj.model_copy(update={"metadata": obj.metadata.model_copy(update={"resource_version": revision})})
+
+
+async def _undo(datastore: Datastore, done: list[_Done]) -> None:
+    """Best-effort rollback of writes already made, newest first."""
+    for write in reversed(done):
+        try:
+            if write.after is None and write.before is not None:
+                await datastore.create(write.before)
+            elif write.before is None and write.after is not None:
+                await datastore.delete(write.name, write.after.metadata.resource_version)
+            elif write.before is not None and write.after is not None:
+                revision = write.after.metadata.resource_version
+                restored = write.before.metadata.model_copy(update={"resource_version": revision})
+                await datastore.update(write.before.model_copy(update={"metadata": restored}))
+        except DatastoreError as exc:
+            click.echo(f"Warning: could not undo the write of {write.name}: {exc}", err=True)
+
+
+async def write_manifests(datastore: Datastore, mode: WriteMode, manifests: list[Manifest]) -> int:
+    """Creates/applies/replaces every object, all-or-nothing; returns how many were written."""
+    currents: list[CalicoNodeStatus | None] = []
+    for manifest in manifests:
+        current = await _current(datastore, manifest.object.name)
+        try:
+            _check_precondition(mode, manifest.object, current)
+        except DatastoreError as exc:
+            raise ManifestWriteError(manifest, exc) from None
+        currents.append(current)
+    done: list[_Done] = []
+    for manifest, current in zip(manifests, currents, strict=True):
+        try:
+            if current is None:
+                written = await datastore.create(_for_create(manifest.object))
+            else:
+                written = await datastore.update(_for_update(manifest.object, current))
+        except DatastoreError as exc:
+            await _undo(datastore, done)
+            raise ManifestWriteError(manifest, exc) from None
+        done.append(_Done(manifest.object.name, current, written))
+    return len(done)
+
+
+async def delete_objects(datastore: Datastore, targets: list[tuple[str, str | None, Manifest | None]]) -> int:
+    """Deletes (name, resourceVersion precondition, source manifest) targets, all-or-nothing."""
+
+    def failure(name: str, manifest: Manifest | None, exc: DatastoreError) -> DatastoreError:
+        return ManifestWriteError(manifest, exc) if manifest else exc
+
+    for name, revision, manifest in targets:
+        current = await _current(datastore, name)
+        if current is None:
+            raise failure(name, manifest, NotFound(name))
+        if revision and revision != current.metadata.resource_version:
+            raise failure(name, manifest, Conflict(name))
+    done: list[_Done] = []
+    for name, revision, manifest in targets:
+        try:
+            deleted = await datastore.delete(name, revision)
+        except DatastoreError as exc:
+            await _undo(datastore, done)
+            raise failure(name, manifest, exc) from None
+        done.append(_Done(name, deleted, None))
+    return len(done)
+
+
+def _warn_ignored_status(manifests: list[Manifest]) -> None:
+    for manifest in manifests:
+        if not manifest.object.status.is_empty():
+            click.echo(
+                f"Warning: {manifest.where} ({manifest.object.name}): "
+                "status is ignored; only the agent writes it",
+                err=True,
+            )
+
+
+def _write_command(mode: WriteMode) -> click.Command:
+    @click.command(name=str(mode), help=f"{mode.capitalize()} CalicoNodeStatus objects from a file or stdin.")
+    @click.option("-f", "--filename", required=True, help="YAML or JSON manifest; '-' reads stdin.")
+    @click.pass_obj
+    @user_errors
+    def command(ctx: CliContext, filename: str) -> None:
+        manifests = load_manifest_documents(read_input(filename))
+        _warn_ignored_status(manifests)
+        count = run_with_datastore(ctx, lambda datastore: write_manifests(datastore, mode, manifests))
+        click.echo(f"Successfully {_PAST_TENSE[mode]} {count} '{KIND}' resource(s)")
+
+    return command
+
+
+@click.command(name="get")
+@click.argument("resource")
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="ps", show_default=True)
+@click.option("--node", help="Only objects whose spec.node is NODE.")
+@click.pass_obj
+@user_errors
+def get_command(ctx: CliContext, resource: str, name: str | None, output: str, node: str | None) -> None:
+    """Show CalicoNodeStatus objects (RESOURCE: caliconodestatus, cns, nodestatus, …)."""
+    check_resource_type(resource)
+
+    async def fetch(datastore: Datastore) -> list[CalicoNodeStatus]:
+        if name is not None:
+            return [await datastore.get(name)]
+        objects, _revision = await datastore.list(node)
+        return sorted(objects, key=lambda obj: obj.metadata.name)
+
+    objects = run_with_datastore(ctx, fetch)
+    click.echo(render_objects(objects, output, single=name is not None), nl=False)
+
+
+@click.command(name="delete")
+@click.argument("resource", required=False)
+@click.argument("names", nargs=-1)
+@click.option("-f", "--filename", help="Delete the objects named in this manifest; '-' reads stdin.")
+@click.pass_obj
+@user_errors
+def delete_command(
+    ctx: CliContext, resource: str | None, names: tuple[str, ...], filename: str | None
+) -> None:
+    """Delete CalicoNodeStatus objects by name, or those in a manifest (all or none)."""
+    targets: list[tuple[str, str | None, Manifest | None]]
+    if filename is not None:
+        if resource is not None:
+            raise click.ClickException("give either -f FILE or RESOURCE NAME..., not both")
+        manifests = load_manifest_documents(read_input(filename))
+        targets = [(m.object.name, m.object.metadata.resource_version, m) for m in manifests]
+    else:
+        if resource is None or not names:
+            raise click.ClickException(
+                "expected RESOURCE NAME... (e.g. caliconodestatus my-status) or -f FILE"
+            )
+        check_resource_type(resource)
+        targets = [(name, None, None) for name in dict.fromkeys(names)]
+    count = run_with_datastore(ctx, lambda datastore: delete_objects(datastore, targets))
+    click.echo(f"Successfully deleted {count} '{KIND}' resource(s)")
+
+
+@click.command(name="crd")
+@click.option(
+    "--group",
+    type=click.Choice([CRD_V1_GROUP, API_GROUP]),
+    default=CRD_V1_GROUP,
+    show_default=True,
+    help=f"{CRD_V1_GROUP}: Calico's storage CRD (v1); {API_GROUP}: the v3 CRD.",
+)
+def crd_command(group: str) -> None:
+    """Print the CalicoNodeStatus CustomResourceDefinition (also in deploy/crd.yaml)."""
+    sys.stdout.write(crd_yaml(group))
 
 
 def register(cli: click.Group) -> None:
     """Adds this module's commands to the top-level group."""
+    for mode in WriteMode:
+        cli.add_command(_write_command(mode))
+    cli.add_command(get_command)
+    cli.add_command(delete_command)
+    cli.add_command(crd_command)

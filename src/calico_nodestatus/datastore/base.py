@@ -8,8 +8,11 @@ Semantics every backend keeps:
   labels and generation. Both are compare-and-swap on ``metadata.resource_version``: a stale one
   raises ``Conflict``.
 - ``watch`` yields every change after ``resource_version`` in order; when that revision is gone
-  (compacted) it raises ``WatchExpired`` and the caller re-lists.
-- Liveness records are cheap per-node heartbeats that never rewrite a CalicoNodeStatus.
+  (compacted) it raises ``WatchExpired`` and the caller re-lists. A lost connection raises
+  ``Unavailable``; watching again from the last event's ``resource_version`` resumes without gaps.
+- A missing or malformed resourceVersion on a conditional write raises ``InvalidResourceVersion``.
+- Liveness records are cheap per-node heartbeats that never rewrite a CalicoNodeStatus; an expired
+  record (not renewed within its TTL) reads as absent.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ class Conflict(DatastoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"update conflict: {KIND}({name})")
         self.name = name
+
+
+class InvalidResourceVersion(DatastoreError):
+    """update/update_status/delete got a resourceVersion that is missing or not one of ours."""
+
+    def __init__(self, value: str | None, operation: str = "an Update") -> None:
+        reason = "field must be set" if not value else "expected a decimal revision"
+        super().__init__(
+            f"error with field Metadata.ResourceVersion = '{value or ''}' ({reason} for {operation} request)"
+        )
+        self.value = value
 
 
 class WatchExpired(DatastoreError):
@@ -120,10 +134,12 @@ class Datastore(abc.ABC):
         """Removes the record if `holder` owns it (clean agent shutdown)."""
 
     @abc.abstractmethod
-    async def get_liveness(self, node: str) -> LivenessRecord | None: ...
+    async def get_liveness(self, node: str) -> LivenessRecord | None:
+        """This node's record, or None when there is none or it expired."""
 
     @abc.abstractmethod
-    async def list_liveness(self) -> list[LivenessRecord]: ...
+    async def list_liveness(self) -> list[LivenessRecord]:
+        """Every unexpired record, ordered by node."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends override it
         """Releases connections."""

@@ -1,0 +1,86 @@
+"""Keeping a CalicoNodeStatus under a serialised-size budget (pure).
+
+etcd refuses requests over 1.5 MiB by default and the API server has similar limits, and a status
+write that fails for size would fail forever. So the agent sizes the object before writing and,
+when routes do not fit, keeps FIB routes first, then RIB routes, and records per family how many
+were left out (annotation ``ROUTES_OMITTED_ANNOTATION``). Nothing else is ever cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SIZE_BUDGET_BYTES = 1024 * 1024
+ROUTES_OMITTED_ANNOTATION = "nodestatus.projectcalico.org/routes-omitted"
+# Room kept free for what changes after sizing: lastUpdated, resourceVersion, the annotation.
+HEADROOM_BYTES = 512
+MIN_SIZE_BUDGET_BYTES = 4 * 1024
+
+
+def serialised_size(document: Mapping[str, Any]) -> int:
+    """Bytes of the compact JSON encoding, the form datastores store and send."""
+    return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSelection:
+    keep_v4: list[int]  # indices into the family's route list, in their original order
+    keep_v6: list[int]
+    omitted_v4: int
+    omitted_v6: int
+
+    @property
+    def omitted(self) -> dict[str, int]:
+        return {"v4": self.omitted_v4, "v6": self.omitted_v6} if self.omitted_v4 or self.omitted_v6 else {}
+
+
+def select_routes(
+    routes_v4: Sequence[Mapping[str, Any]], routes_v6: Sequence[Mapping[str, Any]], available_bytes: int
+) -> RouteSelection:
+    """Which routes fit in ``available_bytes``: FIB before RIB, IPv4 before IPv6 within a type,
+    each family's order kept."""
+    families = (routes_v4, routes_v6)
+    kept: tuple[list[int], list[int]] = ([], [])
+    remaining = available_bytes
+    for want_fib in (True, False):
+        for family, routes in enumerate(families):
+            for index, route in enumerate(routes):
+                if (route.get("type") == "FIB") != want_fib:
+                    continue
+                cost = serialised_size(route) + 1  # the separating comma
+                if cost <= remaining:
+                    kept[family].append(index)
+                    remaining -= cost
+    keep_v4, keep_v6 = sorted(kept[0]), sorted(kept[1])
+    return RouteSelection(
+        keep_v4=keep_v4,
+        keep_v6=keep_v6,
+        omitted_v4=len(routes_v4) - len(keep_v4),
+        omitted_v6=len(routes_v6) - len(keep_v6),
+    )
+
+
+def annotation_value(omitted: Mapping[str, int]) -> str | None:
+    """The annotation's value (compact JSON, e.g. ``{"v4":120,"v6":0}``), None when nothing is omitted."""
+    if not any(omitted.values()):
+        return None
+    return json.dumps({"v4": omitted.get("v4", 0), "v6": omitted.get("v6", 0)}, separators=(",", ":"))
+
+
+def fit_routes(object_wire: Mapping[str, Any], budget_bytes: int) -> RouteSelection | None:
+    """None when the object fits as it is; otherwise the routes to keep so that it does."""
+    limit = budget_bytes - HEADROOM_BYTES
+    if serialised_size(object_wire) <= limit:
+        return None
+    status = dict(object_wire.get("status") or {})
+    routes = dict(status.get("routes") or {})
+    routes_v4 = list(routes.get("routesV4") or [])
+    routes_v6 = list(routes.get("routesV6") or [])
+    without_routes = {**object_wire, "status": {**status, "routes": {}}}
+    # Empty lists are omitted on the wire, so each kept family adds its key and brackets.
+    list_overhead = len('"routesV4":[],') * 2
+    available = limit - serialised_size(without_routes) - list_overhead
+    return select_routes(routes_v4, routes_v6, max(0, available))

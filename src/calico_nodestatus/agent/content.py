@@ -1,0 +1,103 @@
+"""Status building and change detection (pure).
+
+Our rules, where upstream's are bugs (see the upstream gaps list, section A):
+- Classes not in ``spec.classes`` have their sections cleared (upstream keeps stale data forever).
+- Change detection compares content only: ``lastUpdated`` is ignored, an empty list/object/string
+  or a zero counter equals an absent one, and list order is ignored (upstream's deep equality saw
+  "changed" on every cycle whenever a family had no peers or routes, rewriting the object every
+  period).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from calico_nodestatus.api import (
+    CalicoNodeAgentStatus,
+    CalicoNodeBGPRouteStatus,
+    CalicoNodeBGPStatus,
+    CalicoNodeStatusStatus,
+    NodeStatusClass,
+)
+
+if TYPE_CHECKING:
+    from calico_nodestatus.collect.gather import CollectionResult
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedSections:
+    """One BIRD collection: the sections of the classes that were collected (others None),
+    the per-family errors (``{4: "..."}``), how long each class took, and the full
+    ``collect.gather`` result for metrics and health (None when not collected from BIRD)."""
+
+    agent: CalicoNodeAgentStatus | None = None
+    bgp: CalicoNodeBGPStatus | None = None
+    routes: CalicoNodeBGPRouteStatus | None = None
+    family_errors: Mapping[int, str] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    result: CollectionResult | None = None
+
+    def covers(self, classes: Collection[NodeStatusClass]) -> bool:
+        present = {
+            NodeStatusClass.AGENT: self.agent is not None,
+            NodeStatusClass.BGP: self.bgp is not None,
+            NodeStatusClass.ROUTES: self.routes is not None,
+        }
+        return all(present[cls] for cls in classes)
+
+
+def build_status(
+    collected: CollectedSections, classes: Collection[NodeStatusClass]
+) -> CalicoNodeStatusStatus:
+    """The status an object asking for ``classes`` should hold (``lastUpdated`` unset)."""
+    wanted = set(classes)
+    return CalicoNodeStatusStatus(
+        last_updated=None,
+        agent=(
+            collected.agent
+            if NodeStatusClass.AGENT in wanted and collected.agent
+            else CalicoNodeAgentStatus()
+        ),
+        bgp=(collected.bgp if NodeStatusClass.BGP in wanted and collected.bgp else CalicoNodeBGPStatus()),
+        routes=(
+            collected.routes
+            if NodeStatusClass.ROUTES in wanted and collected.routes
+            else CalicoNodeBGPRouteStatus()
+        ),
+    )
+
+
+def _is_empty(value: Any) -> bool:
+    # A zero counter equals an absent one, like an empty list or string.
+    return value is None or (isinstance(value, str | list | dict | int) and not value)
+
+
+def _canonical(value: Any) -> Any:
+    """Drops empty values and orders lists, so equal content compares equal."""
+    if isinstance(value, Mapping):
+        items = {key: _canonical(item) for key, item in value.items()}
+        return {key: item for key, item in items.items() if not _is_empty(item)}
+    if isinstance(value, list):
+        items = [_canonical(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    return value
+
+
+def status_content(status_wire: Mapping[str, Any] | None) -> Any:
+    """What a status says, without ``lastUpdated``, in a canonical comparable form."""
+    if not status_wire:
+        return {}
+    return _canonical({key: value for key, value in status_wire.items() if key != "lastUpdated"})
+
+
+def same_content(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    return status_content(a) == status_content(b)
+
+
+def rfc3339_now(now: datetime) -> datetime:
+    """``lastUpdated``: UTC, second precision, as Calico serialises it."""
+    return now.astimezone(UTC).replace(microsecond=0)

@@ -1,0 +1,517 @@
+"""The agent's orchestration: keep every CalicoNodeStatus of this node filled from BIRD.
+
+One loop owns all state (no locks): it applies watch updates, runs the objects that are due —
+with ONE BIRD collection per tick for the union of their classes — and writes status. Two side
+tasks feed it or run beside it: the watch (``watch.follow_node_objects``) and the liveness
+heartbeat (which also refreshes the status file).
+
+Writes: only when the status content changed (``content.same_content``), with ``lastUpdated`` set
+then; through ``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the
+status and retries; a datastore failure keeps the latest status pending and retries it with
+backoff while collection goes on. The routes-omitted annotation is metadata, so it goes through
+``update`` — only when its value changes, which is rare (a table crossing the budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from calico_nodestatus.agent.backoff import Backoff
+from calico_nodestatus.agent.budget import (
+    DEFAULT_SIZE_BUDGET_BYTES,
+    ROUTES_OMITTED_ANNOTATION,
+    annotation_value,
+    fit_routes,
+)
+from calico_nodestatus.agent.content import CollectedSections, build_status, rfc3339_now, same_content
+from calico_nodestatus.agent.logs import log_event
+from calico_nodestatus.agent.schedule import Scheduler
+from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
+from calico_nodestatus.api import (
+    BGPDaemonState,
+    CalicoNodeBGPRouteStatus,
+    CalicoNodeStatus,
+    CalicoNodeStatusStatus,
+    NodeStatusClass,
+)
+from calico_nodestatus.datastore.base import (
+    Conflict,
+    Datastore,
+    DatastoreError,
+    EventType,
+    NotFound,
+)
+from calico_nodestatus.health.statusfile import StatusFileWriter
+
+log = logging.getLogger(__name__)
+
+# Collects the given classes for both IP families (one BIRD query per piece of data).
+Collector = Callable[[frozenset[NodeStatusClass]], Awaitable[CollectedSections]]
+
+WRITE_ATTEMPTS = 3
+STOP_GRACE_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    node: str
+    holder: str  # who renews the liveness record: "<hostname>/<pid>"
+    size_budget_bytes: int = DEFAULT_SIZE_BUDGET_BYTES
+    heartbeat_seconds: float = 5.0
+    liveness_ttl_seconds: float = 15.0
+    datastore_timeout_seconds: float = 10.0
+    collect_timeout_seconds: float = 30.0
+    resync_seconds: float = 30.0
+    status_file: Path | None = None
+
+
+@dataclass(slots=True)
+class AgentCounters:
+    collections: int = 0
+    collection_failures: int = 0
+    writes: int = 0
+    write_conflicts: int = 0
+    write_errors: int = 0
+    writes_skipped_unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    """What metrics and health read: the latest collection and the agent's own counters."""
+
+    node: str
+    objects: tuple[str, ...]
+    collected: CollectedSections | None
+    collected_at: datetime | None
+    last_write_at: datetime | None
+    datastore_ok: bool
+    datastore_reason: str
+    routes_omitted: dict[str, dict[str, int]]  # object name -> {"v4": n, "v6": m}
+    counters: AgentCounters
+
+
+@dataclass(slots=True)
+class _Tracked:
+    obj: CalicoNodeStatus  # the latest stored version this agent knows
+    pending: CalicoNodeStatusStatus | None = None  # built but not yet written (datastore trouble)
+    retry_at: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    omitted: dict[str, int] = field(default_factory=dict)
+
+
+def _spec_key(obj: CalicoNodeStatus) -> tuple[str, frozenset[NodeStatusClass], int]:
+    # Spec changes are detected by content, not generation (Calico does not maintain generation).
+    spec = obj.spec
+    return spec.node, frozenset(spec.classes), spec.update_period_seconds
+
+
+def _is_older(candidate: CalicoNodeStatus, known: CalicoNodeStatus) -> bool:
+    try:
+        return int(candidate.metadata.resource_version or 0) < int(known.metadata.resource_version or 0)
+    except ValueError:
+        return False
+
+
+def _without_routes_beyond(
+    status: CalicoNodeStatusStatus, keep_v4: list[int], keep_v6: list[int]
+) -> CalicoNodeStatusStatus:
+    routes = status.routes
+    kept = CalicoNodeBGPRouteStatus(
+        routes_v4=[routes.routes_v4[i] for i in keep_v4],
+        routes_v6=[routes.routes_v6[i] for i in keep_v6],
+    )
+    return status.model_copy(update={"routes": kept})
+
+
+class NodeStatusAgent:
+    def __init__(
+        self,
+        datastore: Datastore,
+        settings: AgentSettings,
+        collector: Collector,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._datastore = datastore
+        self._settings = settings
+        self._collector = collector
+        self._monotonic = monotonic
+        self._wall_clock = wall_clock
+        self._scheduler = Scheduler()
+        self._tracked: dict[str, _Tracked] = {}
+        self._inbox: asyncio.Queue[WatchUpdate] = asyncio.Queue()
+        self._stop_requested = asyncio.Event()
+        self._counters = AgentCounters()
+        self._collected: CollectedSections | None = None
+        self._collected_at: datetime | None = None
+        self._last_write_at: datetime | None = None
+        self._datastore_ok = True
+        self._datastore_reason = ""
+        self._collect_backoff = Backoff()
+        self._status_file = StatusFileWriter(settings.status_file) if settings.status_file else None
+        self.ready = asyncio.Event()  # set once the first list has been applied
+
+    # ---- public -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Asks ``run`` to return promptly, even mid-collection (call from the loop's thread)."""
+        self._stop_requested.set()
+
+    def snapshot(self) -> AgentSnapshot:
+        return AgentSnapshot(
+            node=self._settings.node,
+            objects=tuple(sorted(self._tracked)),
+            collected=self._collected,
+            collected_at=self._collected_at,
+            last_write_at=self._last_write_at,
+            datastore_ok=self._datastore_ok,
+            datastore_reason=self._datastore_reason,
+            routes_omitted={name: dict(t.omitted) for name, t in self._tracked.items() if t.omitted},
+            counters=replace(self._counters),
+        )
+
+    async def run(self) -> None:
+        node = self._settings.node
+        log_event(log, logging.INFO, "agent_started", node=node, holder=self._settings.holder)
+        tasks = [
+            asyncio.create_task(self._main_loop(), name=f"agent-{node}"),
+            asyncio.create_task(
+                follow_node_objects(
+                    self._datastore,
+                    node,
+                    self._inbox.put_nowait,
+                    timeout_seconds=self._settings.datastore_timeout_seconds,
+                    resync_seconds=self._settings.resync_seconds,
+                    on_datastore_state=self._set_datastore_state,
+                ),
+                name=f"watch-{node}",
+            ),
+            asyncio.create_task(self._heartbeat(), name=f"heartbeat-{node}"),
+        ]
+        stop_waiter = asyncio.create_task(self._stop_requested.wait())
+        try:
+            # The tasks only end by a bug; then run() re-raises it below.
+            await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Cancelling mid-write is safe: a compare-and-swap write either happened or not.
+            for task in (stop_waiter, *tasks):
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release_liveness()
+            log_event(log, logging.INFO, "agent_stopped", node=node)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+    # ---- main loop ----------------------------------------------------------------------------
+
+    async def _main_loop(self) -> None:
+        while True:
+            timeout = self._seconds_until_next()
+            with contextlib.suppress(TimeoutError):
+                self._apply(await asyncio.wait_for(self._inbox.get(), timeout))
+            while not self._inbox.empty():
+                self._apply(self._inbox.get_nowait())
+            await self._run_due()
+
+    def _seconds_until_next(self) -> float | None:
+        deadlines = [t.retry_at for t in self._tracked.values() if t.retry_at is not None]
+        scheduled = self._scheduler.next_deadline()
+        if scheduled is not None:
+            deadlines.append(scheduled)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - self._monotonic())
+
+    # ---- watch updates ------------------------------------------------------------------------
+
+    def _apply(self, update: WatchUpdate) -> None:
+        node = self._settings.node
+        if isinstance(update, Resync):
+            present = {obj.name for obj in update.objects if obj.spec.node == node}
+            for name in list(self._tracked):
+                if name not in present:
+                    self._drop(name, "gone after re-list")
+            for obj in update.objects:
+                if obj.spec.node == node:
+                    self._adopt(obj)
+            self.ready.set()
+            return
+        if update.type is EventType.DELETED:
+            self._drop(update.object.name, "deleted")
+        elif update.object.spec.node != node:
+            self._drop(update.object.name, f"spec.node moved to {update.object.spec.node}")
+        else:
+            self._adopt(update.object)
+
+    def _adopt(self, obj: CalicoNodeStatus) -> None:
+        now = self._monotonic()
+        tracked = self._tracked.get(obj.name)
+        if tracked is None:
+            self._tracked[obj.name] = _Tracked(obj=obj)
+            self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
+            log_event(
+                log,
+                logging.INFO,
+                "object_added",
+                name=obj.name,
+                classes=",".join(obj.spec.classes),
+                period=obj.spec.update_period_seconds,
+            )
+            return
+        if _is_older(obj, tracked.obj):
+            return  # an event for a write this agent already holds the result of
+        spec_changed = _spec_key(obj) != _spec_key(tracked.obj)
+        tracked.obj = obj
+        if spec_changed:
+            tracked.pending = None
+            tracked.retry_at = None
+            self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
+            log_event(
+                log,
+                logging.INFO,
+                "spec_changed",
+                name=obj.name,
+                classes=",".join(obj.spec.classes),
+                period=obj.spec.update_period_seconds,
+            )
+
+    def _drop(self, name: str, reason: str) -> None:
+        if self._tracked.pop(name, None) is not None:
+            self._scheduler.forget(name)
+            log_event(log, logging.INFO, "object_dropped", name=name, reason=reason)
+
+    # ---- reports ------------------------------------------------------------------------------
+
+    async def _run_due(self) -> None:
+        now = self._monotonic()
+        due = [name for name in self._scheduler.due(now) if name in self._tracked]
+        if due:
+            await self._report(due, now)
+        for name, tracked in list(self._tracked.items()):
+            if tracked.pending is not None and tracked.retry_at is not None and tracked.retry_at <= now:
+                await self._write(name, tracked.pending)
+
+    async def _report(self, names: list[str], now: float) -> None:
+        wanted = frozenset(cls for name in names for cls in self._tracked[name].obj.spec.classes)
+        collected = await self._collect(wanted)
+        if collected is None:
+            retry = now + self._collect_backoff.next_delay()
+            for name in names:
+                self._scheduler.retry_at(name, retry)
+            return
+        self._collect_backoff.reset()
+        for name in names:
+            tracked = self._tracked.get(name)
+            if tracked is None:
+                continue
+            self._scheduler.reported(name, now)
+            await self._write(name, build_status(collected, tracked.obj.spec.classes))
+
+    async def _collect(self, classes: frozenset[NodeStatusClass]) -> CollectedSections | None:
+        if not classes:
+            return CollectedSections()
+        started = self._monotonic()
+        try:
+            async with asyncio.timeout(self._settings.collect_timeout_seconds):
+                collected = await self._collector(classes)
+        except Exception as exc:  # the agent never exits on a collection fault
+            self._counters.collection_failures += 1
+            log_event(
+                log, logging.ERROR, "collect_failed", classes=",".join(sorted(classes)), error=repr(exc)
+            )
+            return None
+        self._counters.collections += 1
+        self._collected = collected
+        self._collected_at = self._wall_clock()
+        log_event(
+            log,
+            logging.DEBUG,
+            "collected",
+            classes=",".join(sorted(classes)),
+            duration_ms=round((self._monotonic() - started) * 1000, 1),
+            errors=";".join(f"v{fam}:{err}" for fam, err in sorted(collected.family_errors.items())) or None,
+        )
+        self._update_bird_health(collected, classes)
+        return collected
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def _fit(
+        self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus
+    ) -> tuple[CalicoNodeStatusStatus, dict[str, int]]:
+        candidate = current.model_copy(
+            update={"status": desired.model_copy(update={"last_updated": self._wall_clock()})}
+        )
+        selection = fit_routes(candidate.to_wire(), self._settings.size_budget_bytes)
+        if selection is None:
+            return desired, {}
+        return _without_routes_beyond(desired, selection.keep_v4, selection.keep_v6), selection.omitted
+
+    async def _write(self, name: str, desired: CalicoNodeStatusStatus) -> None:
+        for _attempt in range(WRITE_ATTEMPTS):
+            tracked = self._tracked.get(name)
+            if tracked is None:
+                return
+            current = tracked.obj
+            fitted, omitted = self._fit(current, desired)
+            annotation = annotation_value(omitted)
+            status_same = same_content(current.status.to_wire(), fitted.to_wire())
+            annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation
+            if status_same and annotation_same:
+                tracked.pending, tracked.retry_at, tracked.omitted = None, None, omitted
+                self._counters.writes_skipped_unchanged += 1
+                return
+            try:
+                written = await self._store(current, fitted, annotation, status_same, annotation_same)
+            except Conflict:
+                self._counters.write_conflicts += 1
+                log_event(log, logging.INFO, "write_conflict", name=name)
+                if not await self._catch_up(name):
+                    return
+                continue
+            except NotFound:
+                self._drop(name, "deleted (write found no object)")
+                return
+            except (DatastoreError, OSError, TimeoutError) as exc:
+                self._write_failed(tracked, name, desired, exc)
+                return
+            tracked.obj, tracked.pending, tracked.retry_at, tracked.omitted = written, None, None, omitted
+            tracked.backoff.reset()
+            self._counters.writes += 1
+            self._last_write_at = self._wall_clock()
+            self._set_datastore_state(True, "")
+            log_event(
+                log,
+                logging.INFO,
+                "status_written",
+                name=name,
+                rv=written.metadata.resource_version,
+                omitted=annotation,
+            )
+            return
+        log_event(log, logging.WARNING, "write_gave_up", name=name, reason="conflicts")
+
+    async def _store(
+        self,
+        current: CalicoNodeStatus,
+        status: CalicoNodeStatusStatus,
+        annotation: str | None,
+        status_same: bool,
+        annotation_same: bool,
+    ) -> CalicoNodeStatus:
+        written = current
+        async with asyncio.timeout(self._settings.datastore_timeout_seconds):
+            if not status_same:
+                stamped = status.model_copy(update={"last_updated": rfc3339_now(self._wall_clock())})
+                written = await self._datastore.update_status(written.model_copy(update={"status": stamped}))
+            if not annotation_same:
+                annotations = dict(written.metadata.annotations)
+                if annotation is None:
+                    annotations.pop(ROUTES_OMITTED_ANNOTATION, None)
+                else:
+                    annotations[ROUTES_OMITTED_ANNOTATION] = annotation
+                metadata = written.metadata.model_copy(update={"annotations": annotations})
+                written = await self._datastore.update(written.model_copy(update={"metadata": metadata}))
+        return written
+
+    async def _catch_up(self, name: str) -> bool:
+        """After a conflict: re-read the object. True when the write should be re-applied."""
+        try:
+            async with asyncio.timeout(self._settings.datastore_timeout_seconds):
+                fresh = await self._datastore.get(name)
+        except NotFound:
+            self._drop(name, "deleted (found on conflict)")
+            return False
+        except (DatastoreError, OSError, TimeoutError) as exc:
+            tracked = self._tracked.get(name)
+            if tracked is not None and tracked.pending is None:
+                self._scheduler.retry_at(name, self._monotonic() + tracked.backoff.next_delay())
+            log_event(log, logging.WARNING, "catch_up_failed", name=name, error=str(exc) or repr(exc))
+            return False
+        tracked = self._tracked.get(name)
+        if tracked is None:
+            return False
+        before = _spec_key(tracked.obj)
+        if fresh.spec.node != self._settings.node:
+            self._drop(name, f"spec.node moved to {fresh.spec.node}")
+            return False
+        tracked.obj = fresh
+        if _spec_key(fresh) != before:
+            # The spec changed under us: re-collect for the new spec rather than write the old one.
+            self._scheduler.track(name, fresh.spec.update_period_seconds, self._monotonic())
+            return False
+        return True
+
+    def _write_failed(
+        self, tracked: _Tracked, name: str, desired: CalicoNodeStatusStatus, exc: BaseException
+    ) -> None:
+        delay = tracked.backoff.next_delay()
+        tracked.pending = desired
+        tracked.retry_at = self._monotonic() + delay
+        self._counters.write_errors += 1
+        reason = str(exc) or type(exc).__name__
+        self._set_datastore_state(False, reason)
+        log_event(log, logging.WARNING, "write_failed", name=name, error=reason, retry_in=f"{delay:.2f}s")
+
+    # ---- liveness, health ---------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        settings = self._settings
+        while True:
+            try:
+                async with asyncio.timeout(settings.datastore_timeout_seconds):
+                    await self._datastore.renew_liveness(
+                        settings.node, settings.holder, settings.liveness_ttl_seconds
+                    )
+            except (DatastoreError, OSError, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+                self._set_datastore_state(False, reason)
+                log_event(log, logging.WARNING, "liveness_renew_failed", node=settings.node, error=reason)
+            else:
+                log_event(log, logging.DEBUG, "liveness_renewed", node=settings.node)
+            self._write_component("agent", ready=True, reason="")
+            await asyncio.sleep(settings.heartbeat_seconds)
+
+    async def _release_liveness(self) -> None:
+        settings = self._settings
+        try:
+            async with asyncio.timeout(STOP_GRACE_SECONDS):
+                await self._datastore.release_liveness(settings.node, settings.holder)
+        except (DatastoreError, OSError, TimeoutError) as exc:
+            log_event(
+                log,
+                logging.WARNING,
+                "liveness_release_failed",
+                node=settings.node,
+                error=str(exc) or repr(exc),
+            )
+
+    def _set_datastore_state(self, ok: bool, reason: str) -> None:
+        changed = (ok, reason) != (self._datastore_ok, self._datastore_reason)
+        self._datastore_ok, self._datastore_reason = ok, reason
+        if changed:
+            self._write_component("datastore", ready=ok, reason=reason)
+
+    def _update_bird_health(self, collected: CollectedSections, classes: Collection[NodeStatusClass]) -> None:
+        for family, component in ((4, "bird"), (6, "bird6")):
+            reason = collected.family_errors.get(family, "")
+            if not reason and NodeStatusClass.AGENT in classes and collected.agent is not None:
+                daemon = collected.agent.bird_v4 if family == 4 else collected.agent.bird_v6
+                if daemon.state is not BGPDaemonState.READY:
+                    reason = "BIRD is not ready"
+            self._write_component(component, ready=not reason, reason=reason)
+
+    def _write_component(self, component: str, *, ready: bool, reason: str) -> None:
+        if self._status_file is None:
+            return
+        with contextlib.suppress(OSError):  # a full disk must not stop the agent; the probe notices
+            self._status_file.update(component, ready=ready, live=True, reason=reason, now=self._wall_clock())

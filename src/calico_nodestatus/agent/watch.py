@@ -1,0 +1,88 @@
+"""List + watch of the CalicoNodeStatus objects addressed to one node.
+
+Delivers a ``Resync`` with the full set after every (re-)list, then each ``WatchEvent`` in order.
+A dropped stream is resumed from the last event's revision, so no event is missed; when that
+revision is gone (``WatchExpired``) the objects are listed again. Datastore errors back off with
+jitter; the loop only ends when cancelled.
+
+Every ``resync_seconds`` the objects are listed again anyway (the informer pattern): a backend whose
+node-filtered watch does not report an object moving to another node, or that lost an event, is
+corrected within that time. Correctness does not hang on it: writes are compare-and-swap, and a
+conflict re-reads the object and drops it if it moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from calico_nodestatus.agent.backoff import Backoff
+from calico_nodestatus.agent.logs import log_event
+from calico_nodestatus.api import CalicoNodeStatus
+from calico_nodestatus.datastore.base import Datastore, DatastoreError, WatchEvent, WatchExpired
+
+log = logging.getLogger(__name__)
+
+# A stream that ends without delivering anything is re-opened after this pause, not in a hot loop.
+EMPTY_STREAM_PAUSE_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Every object addressed to the node at ``resource_version``; anything else is gone."""
+
+    objects: list[CalicoNodeStatus]
+    resource_version: str
+
+
+WatchUpdate = Resync | WatchEvent
+
+
+async def follow_node_objects(
+    datastore: Datastore,
+    node: str,
+    deliver: Callable[[WatchUpdate], None],
+    *,
+    timeout_seconds: float = 10.0,
+    resync_seconds: float = 30.0,
+    backoff: Backoff | None = None,
+    on_datastore_state: Callable[[bool, str], None] = lambda ok, reason: None,
+) -> None:
+    backoff = backoff or Backoff()
+    revision: str | None = None
+    while True:
+        try:
+            if revision is None:
+                async with asyncio.timeout(timeout_seconds):
+                    objects, revision = await datastore.list(node=node)
+                deliver(Resync(objects=objects, resource_version=revision))
+                on_datastore_state(True, "")
+                log_event(log, logging.INFO, "listed", node=node, objects=len(objects), rv=revision)
+            delivered = 0
+            resync = asyncio.timeout(resync_seconds)
+            try:
+                async with resync, contextlib.aclosing(datastore.watch(revision, node=node)) as events:
+                    async for event in events:
+                        deliver(event)
+                        revision = event.resource_version
+                        delivered += 1
+                        backoff.reset()
+            except TimeoutError:
+                if not resync.expired():
+                    raise
+                revision = None
+                continue
+            if not delivered:
+                await asyncio.sleep(EMPTY_STREAM_PAUSE_SECONDS)
+        except WatchExpired:
+            log_event(log, logging.INFO, "watch_expired", node=node, rv=revision)
+            revision = None
+        except (DatastoreError, OSError, TimeoutError) as exc:
+            delay = backoff.next_delay()
+            reason = str(exc) or type(exc).__name__
+            on_datastore_state(False, reason)
+            log_event(log, logging.WARNING, "watch_failed", node=node, error=reason, retry_in=f"{delay:.2f}s")
+            await asyncio.sleep(delay)

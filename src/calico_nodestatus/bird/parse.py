@@ -1,0 +1,570 @@
+"""Parsers for BIRD control-socket replies (BIRD 1.6 and 2.x). Pure: text in, records out.
+
+Every parser takes the raw lines of one reply as BIRD sent them (reply-code prefixes included,
+newlines removed). The whole-reply parsers expect the final line (`0000 `, `0013 …`, `0014 …`)
+as the last line; error replies (8xxx/9xxx) are turned into typed errors by the client before
+parsing, so here they are just unexpected lines. Anything not understood raises
+`BirdParseError`, and nothing else escapes.
+
+`show route` is parsed incrementally by `RouteParser.feed()`, chunk by chunk as the reply
+streams in. It is the hot path (hundreds of thousands of lines), hence str.split() and index
+checks instead of regular expressions, and one tuple per route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from calico_nodestatus.bird.errors import BirdParseError
+from calico_nodestatus.bird.types import (
+    ChannelInfo,
+    DaemonStatus,
+    GracefulRestartStatus,
+    NextHop,
+    Protocol,
+    ProtocolDetails,
+    Route,
+    RouteCount,
+    RouteKind,
+    RouteStats,
+    TableCount,
+)
+
+__all__ = [
+    "BirdParseError",
+    "RouteParser",
+    "coded_lines",
+    "parse_protocols",
+    "parse_protocols_all",
+    "parse_route_count",
+    "parse_routes",
+    "parse_status",
+    "reply_lines",
+]
+
+PROTOCOLS_HEADER = ("name", "proto", "table", "state", "since", "info")
+
+
+def _is_uint(text: str) -> bool:
+    # isdigit() alone accepts characters like "²" that int() rejects.
+    return text.isascii() and text.isdecimal()
+
+
+def reply_lines(data: bytes | str) -> list[str]:
+    """Split raw reply bytes/text into lines without their `\\n` (a trailing `\\r` is kept)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def coded_lines(lines: Iterable[str], code: int | None = None) -> Iterator[tuple[int | None, str, bool]]:
+    """(code, text, is_final) per line. A continuation line (leading space) carries the code of the
+    line before it; `code` is the one in force before the first line (BIRD keeps it per
+    connection, so a reply may start with a continuation). A final line must be the last."""
+    final_seen: str | None = None
+    for line in lines:
+        if final_seen is not None:
+            raise BirdParseError("line after the final line of the reply", line)
+        if line.startswith(" "):
+            yield code, line[1:], False
+            continue
+        if len(line) < 5 or not _is_uint(line[:4]) or line[4] not in "- ":
+            raise BirdParseError("line is neither a reply-code line nor a continuation", line)
+        code = int(line[:4])
+        final = line[4] == " "
+        if final:
+            final_seen = line
+        yield code, line[5:], final
+
+
+def _split_final(lines: Iterable[str], expected: tuple[int, ...]) -> Iterator[tuple[int | None, str]]:
+    """Non-final (code, text) pairs; checks the reply ends with one of the expected final codes.
+    The final line's text is yielded last with its code (callers needing it look for it)."""
+    ended = False
+    for code, text, final in coded_lines(lines):
+        if final:
+            if code not in expected:
+                raise BirdParseError(f"unexpected final reply code {code:04d}", f"{code:04d} {text}")
+            ended = True
+        yield code, text
+    if not ended:
+        raise BirdParseError("reply has no final line")
+
+
+# -- show status ---------------------------------------------------------------------------------
+
+_STATUS_FIELDS = {
+    "Router ID is ": "router_id",
+    "Hostname is ": "hostname",
+    "Current server time is ": "server_time",
+    "Last reboot on ": "last_reboot",
+    "Last reconfiguration on ": "last_reconfiguration",
+}
+
+
+def parse_status(lines: Iterable[str]) -> DaemonStatus:
+    """`show status` (ends with `0013 <message>`); an optional `0024` graceful-restart block."""
+    fields: dict[str, str] = {}
+    version: str | None = None
+    message = ""
+    gr_message: str | None = None
+    gr_waiting: int | None = None
+    gr_timer: str | None = None
+    for code, text in _split_final(lines, (13,)):
+        if code == 1000:
+            if not text.startswith("BIRD "):
+                raise BirdParseError("version line does not start with 'BIRD '", text)
+            version = text[5:].strip() or None
+        elif code == 1011:
+            for label, field in _STATUS_FIELDS.items():
+                if text.startswith(label):
+                    fields[field] = text[len(label) :].strip()
+                    break
+            else:
+                raise BirdParseError("unknown line in the status block", text)
+        elif code == 24:
+            stripped = text.strip()
+            if gr_message is None:
+                gr_message = stripped
+            elif stripped.startswith("Waiting for "):
+                count = stripped.split()[2]
+                if not _is_uint(count):
+                    raise BirdParseError("graceful-restart wait count is not a number", text)
+                gr_waiting = int(count)
+            elif stripped.startswith("Wait timer is "):
+                gr_timer = stripped[len("Wait timer is ") :]
+            else:
+                raise BirdParseError("unknown line in the graceful-restart block", text)
+        elif code == 13:
+            message = text.strip()
+        else:
+            raise BirdParseError("unexpected line in 'show status' reply", text)
+    return DaemonStatus(
+        version=version,
+        router_id=fields.get("router_id"),
+        hostname=fields.get("hostname"),
+        server_time=fields.get("server_time"),
+        last_reboot=fields.get("last_reboot"),
+        last_reconfiguration=fields.get("last_reconfiguration"),
+        message=message,
+        graceful_restart=(
+            GracefulRestartStatus(gr_message, gr_waiting, gr_timer) if gr_message is not None else None
+        ),
+    )
+
+
+# -- show protocols [all] ------------------------------------------------------------------------
+
+
+def _protocol_row(text: str) -> Protocol:
+    # Columns are padded but long names push the rest right: only whitespace splitting works.
+    fields = text.split()
+    if len(fields) < 5:
+        raise BirdParseError("protocol row has fewer than 5 columns", text)
+    return Protocol(
+        name=fields[0],
+        proto=fields[1],
+        table=fields[2],
+        state=fields[3],
+        since=fields[4],
+        info=" ".join(fields[5:]),
+    )
+
+
+def _check_header(text: str) -> None:
+    if tuple(text.lower().split()) != PROTOCOLS_HEADER:
+        raise BirdParseError("unknown BIRD table output format", text)
+
+
+def parse_protocols(lines: Iterable[str]) -> list[Protocol]:
+    """`show protocols`: header `2002`, rows `1002`, final `0000`."""
+    rows: list[Protocol] = []
+    for code, text in _split_final(lines, (0,)):
+        if code == 2002:
+            _check_header(text)
+        elif code == 1002:
+            rows.append(_protocol_row(text))
+        elif code != 0 or text.strip():
+            raise BirdParseError("unexpected line in 'show protocols' reply", text)
+    return rows
+
+
+class _DetailsBuilder:
+    """Accumulates the `1006` detail lines of one protocol."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self.values: dict[str, str] = {}
+        self.routes: RouteStats | None = None
+        self.gr_active = False
+        self.channels: list[ChannelInfo] = []
+        self.channel: dict[str, str] | None = None
+        self.channel_routes: RouteStats | None = None
+
+    def add(self, text: str) -> None:
+        stripped = text.strip()
+        if not stripped:
+            return
+        if stripped.startswith("Channel ") and ":" not in stripped:
+            self._close_channel()
+            self.channel = {"name": stripped[len("Channel ") :]}
+            return
+        if stripped == "Neighbor graceful restart active":
+            self.gr_active = True
+            return
+        label, sep, value = stripped.partition(":")
+        if not sep:
+            return  # capability tree lines and other free text we do not use
+        value = value.strip()
+        if self.channel is not None and label in ("State", "Table", "Routes"):
+            if label == "Routes":
+                self.channel_routes = _route_stats(value)
+            else:
+                self.channel[label] = value
+        elif label == "Routes":
+            self.routes = _route_stats(value)
+        else:
+            self.values.setdefault(label, value)
+
+    def _close_channel(self) -> None:
+        if self.channel is not None:
+            self.channels.append(
+                ChannelInfo(
+                    name=self.channel["name"],
+                    state=self.channel.get("State"),
+                    table=self.channel.get("Table"),
+                    routes=self.channel_routes,
+                )
+            )
+        self.channel = None
+        self.channel_routes = None
+
+    def build(self) -> ProtocolDetails:
+        self._close_channel()
+        routes = self.routes
+        channel_stats = [c.routes for c in self.channels if c.routes is not None]
+        if routes is None and channel_stats:
+            routes = RouteStats(
+                imported=sum(s.imported for s in channel_stats),
+                exported=sum(s.exported for s in channel_stats),
+                preferred=sum(s.preferred for s in channel_stats),
+                filtered=(
+                    sum(s.filtered or 0 for s in channel_stats)
+                    if any(s.filtered is not None for s in channel_stats)
+                    else None
+                ),
+            )
+        v = self.values
+        return ProtocolDetails(
+            protocol=self.protocol,
+            description=v.get("Description"),
+            bgp_state=v.get("BGP state"),
+            neighbor_address=v.get("Neighbor address"),
+            neighbor_as=_optional_int(v.get("Neighbor AS"), "Neighbor AS"),
+            local_as=_optional_int(v.get("Local AS"), "Local AS"),
+            neighbor_id=v.get("Neighbor ID"),
+            last_error=v.get("Last error"),
+            graceful_restart_active=self.gr_active,
+            routes=routes,
+            channels=tuple(self.channels),
+        )
+
+
+def _optional_int(value: str | None, label: str) -> int | None:
+    if value is None:
+        return None
+    if not _is_uint(value):
+        raise BirdParseError(f"'{label}' is not a number", value)
+    return int(value)
+
+
+def _route_stats(value: str) -> RouteStats:
+    # "3 imported, 1 exported, 3 preferred" / "0 imported, 0 filtered, 0 exported, 0 preferred"
+    counts: dict[str, int] = {}
+    for part in value.split(","):
+        words = part.split()
+        if len(words) != 2 or not _is_uint(words[0]):
+            raise BirdParseError("malformed 'Routes:' counters", value)
+        counts[words[1]] = int(words[0])
+    try:
+        return RouteStats(
+            imported=counts["imported"],
+            exported=counts["exported"],
+            preferred=counts["preferred"],
+            filtered=counts.get("filtered"),
+        )
+    except KeyError as missing:
+        raise BirdParseError(f"'Routes:' counters lack {missing}", value) from None
+
+
+def parse_protocols_all(lines: Iterable[str]) -> list[ProtocolDetails]:
+    """`show protocols all` (every protocol in one reply) or `show protocols all <name>`."""
+    result: list[ProtocolDetails] = []
+    current: _DetailsBuilder | None = None
+    for code, text in _split_final(lines, (0,)):
+        if code == 2002:
+            _check_header(text)
+        elif code == 1002:
+            if current is not None:
+                result.append(current.build())
+            current = _DetailsBuilder(_protocol_row(text))
+        elif code == 1006:
+            if current is None:
+                raise BirdParseError("protocol details before any protocol row", text)
+            current.add(text)
+        elif code != 0 or text.strip():
+            raise BirdParseError("unexpected line in 'show protocols all' reply", text)
+    if current is not None:
+        result.append(current.build())
+    return result
+
+
+# -- show route ----------------------------------------------------------------------------------
+
+_VIA = RouteKind.VIA
+_DEV = RouteKind.DEV
+_SIMPLE_KINDS = {
+    "blackhole": RouteKind.BLACKHOLE,
+    "unreachable": RouteKind.UNREACHABLE,
+    "prohibited": RouteKind.PROHIBITED,
+}
+# Route line shapes whose next hops follow on their own tab-indented lines.
+_HOPS_FOLLOW = frozenset(("unicast", "multipath"))
+_ROUTE_CODE = "1007"
+_ATTRIBUTE_CODES = frozenset(("1008", "1012"))  # `show route all` detail blocks: skipped
+_tuple_new = tuple.__new__
+
+
+class RouteParser:
+    """Incremental `show route` parser: `feed()` each chunk of reply lines (the final line
+    excluded) as it arrives and get the routes completed so far; `finish()` at the end.
+
+    Handles BIRD 1.6 (`<prefix> via <gw> on <if> [<proto> <time>] * (...)`) and 2.x
+    (`Table master4:` headers, `<prefix> unicast [<proto> <time>] * (...)` with the next hop on
+    the following ` \\tvia <gw> on <if>` line), blank-prefix lines for further routes of the same
+    prefix, ECMP next-hop lines, dev/blackhole/unreachable/prohibited, and `show route all`
+    (attribute blocks are skipped)."""
+
+    __slots__ = ("_code", "_hops", "_pending", "_prefix", "_table")
+
+    def __init__(self) -> None:
+        self._prefix: str | None = None  # destination of the last route line (blank-prefix lines)
+        self._table: str | None = None
+        self._code = _ROUTE_CODE  # code in force for continuation lines
+        # A route whose next-hop lines may still follow: (prefix, protocol, primary, sync_error,
+        # table), and those lines so far, split into words (interpreted when the route completes).
+        self._pending: _Pending | None = None
+        self._hops: list[list[str]] = []
+
+    def feed(self, lines: Iterable[str]) -> list[Route]:
+        out: list[Route] = []
+        append = out.append
+        prefix = self._prefix
+        table = self._table
+        pending = self._pending
+        hops = self._hops
+        skipping = self._code in _ATTRIBUTE_CODES
+        line = ""
+        try:
+            for raw in lines:
+                line = raw
+                if line[0] != " ":
+                    code = line[:4]
+                    if line[4] != "-" or not _is_uint(code):
+                        raise BirdParseError("unexpected line in 'show route' reply", line)
+                    self._code = code
+                    skipping = code in _ATTRIBUTE_CODES
+                    if skipping:
+                        continue
+                    if code != _ROUTE_CODE:
+                        raise BirdParseError(f"unexpected reply code {code} in 'show route'", line)
+                    line = " " + line[5:]
+                elif skipping:
+                    continue
+                second = line[1:2]
+                if second == "\t":  # a next hop of the route above (BIRD 2, or 1.6 multipath)
+                    if pending is None:
+                        raise BirdParseError("next-hop line without a route", line)
+                    hops.append(line.split())
+                    continue
+                if pending is not None:
+                    append(_complete(pending, hops))
+                    pending = None
+                    hops = []
+                p = line.split()
+                if not p:
+                    continue  # BIRD 2's blank separator line between tables
+                if second == " ":  # blank prefix column: another route for the same prefix
+                    if prefix is None:
+                        raise BirdParseError("route line without a destination", line)
+                    i = 0
+                else:
+                    first = p[0]
+                    if first == "Table":
+                        if len(p) != 2 or p[1][-1] != ":":
+                            raise BirdParseError("malformed table header", line)
+                        table = p[1][:-1]
+                        prefix = None
+                        continue
+                    prefix = first
+                    i = 1
+                kind = p[i]
+                if kind == "via":
+                    if p[i + 2] != "on":
+                        raise BirdParseError("'via' route without 'on <interface>'", line)
+                    gateway = p[i + 1]
+                    iface = p[i + 3]
+                    b = i + 4
+                    route_kind = _VIA
+                elif kind == "dev":
+                    gateway = None
+                    iface = p[i + 1]
+                    b = i + 2
+                    route_kind = _DEV
+                else:
+                    b = i + 1
+                    gateway = iface = None
+                    simple = _SIMPLE_KINDS.get(kind)
+                    if simple is not None:
+                        route_kind = simple
+                    elif kind in _HOPS_FOLLOW:
+                        route_kind = None
+                    else:
+                        raise BirdParseError(f"unknown route destination {kind!r}", line)
+                proto = p[b]
+                if proto[0] != "[" or len(proto) < 2:
+                    raise BirdParseError("route line without '[protocol time]'", line)
+                # The bracket normally closes after the time; `from <ip>` or a two-word time
+                # format push it further right.
+                e = b + 1
+                while p[e][-1] != "]":
+                    e += 1
+                mark = p[e + 1] if len(p) > e + 1 else ""
+                primary = mark in ("*", "!")
+                sync_error = mark == "!"
+                if route_kind is None:
+                    pending = (prefix, proto[1:], primary, sync_error, table)
+                    continue
+                append(
+                    _tuple_new(
+                        Route, (prefix, route_kind, gateway, iface, proto[1:], primary, sync_error, table, ())
+                    )
+                )
+        except IndexError:
+            raise BirdParseError("truncated route line", line) from None
+        finally:
+            self._prefix = prefix
+            self._table = table
+            self._pending = pending
+            self._hops = hops
+        return out
+
+    def finish(self, final_line: str = "0000 ") -> list[Route]:
+        """Routes still waiting for next-hop lines, once the reply has ended with `final_line`."""
+        if not final_line.startswith("0000"):
+            raise BirdParseError("unexpected final line of 'show route'", final_line)
+        pending, self._pending = self._pending, None
+        hops, self._hops = self._hops, []
+        return [] if pending is None else [_complete(pending, hops)]
+
+
+_Pending = tuple[str, str, bool, bool, str | None]
+
+
+def _complete(pending: _Pending, hops: list[list[str]]) -> Route:
+    """The route of a `unicast`/`multipath` line, from its next-hop lines (split into words)."""
+    prefix, proto, primary, sync_error, table = pending
+    if len(hops) == 1:
+        h = hops[0]
+        # Fast path: the one-hop `via <gw> on <if>` of nearly every BIRD 2 route.
+        if len(h) == 4 and h[0] == "via" and h[2] == "on":
+            return _tuple_new(Route, (prefix, _VIA, h[1], h[3], proto, primary, sync_error, table, ()))
+    elif not hops:
+        raise BirdParseError("route has no next hop", prefix)
+    next_hops = [_next_hop(h) for h in hops]
+    first = next_hops[0]
+    return _tuple_new(
+        Route,
+        (
+            prefix,
+            _VIA if first.gateway is not None else _DEV,
+            first.gateway,
+            first.interface,
+            proto,
+            primary,
+            sync_error,
+            table,
+            tuple(next_hops) if len(next_hops) > 1 else (),
+        ),
+    )
+
+
+def _next_hop(p: list[str]) -> NextHop:
+    # "via 198.18.0.2 on eth0 [weight 1]" / "dev eth0"
+    n = len(p)
+    if n >= 2 and p[0] == "via":
+        iface = p[3] if n >= 4 and p[2] == "on" else None
+        gateway: str | None = p[1]
+    elif n >= 2 and p[0] == "dev":
+        gateway, iface = None, p[1]
+    else:
+        raise BirdParseError("malformed next-hop line", " ".join(p))
+    weight: int | None = None
+    if "weight" in p:
+        w = p.index("weight") + 1
+        if w >= n or not _is_uint(p[w]):
+            raise BirdParseError("malformed next-hop weight", " ".join(p))
+        weight = int(p[w])
+    return NextHop(gateway, iface, weight)
+
+
+def parse_routes(lines: Iterable[str]) -> list[Route]:
+    """A whole `show route` reply, final `0000 ` line included."""
+    body = list(lines)
+    if not body:
+        raise BirdParseError("reply has no final line")
+    final = body.pop()
+    if final[:1] == " " or not _is_uint(final[:4]) or final[4:5] != " ":
+        raise BirdParseError("reply has no final line", final)
+    parser = RouteParser()
+    routes = parser.feed(body)
+    routes.extend(parser.finish(final))
+    return routes
+
+
+# -- show route count ----------------------------------------------------------------------------
+
+
+def _table_count(text: str) -> TableCount:
+    # "15 of 15 routes for 13 networks[ in table master4]"
+    # "Total: 30 of 30 routes for 26 networks in 2 tables"
+    words = text.split()
+    if words[:1] == ["Total:"]:
+        words = words[1:]
+    if (
+        len(words) < 6
+        or words[1] != "of"
+        or words[3] != "routes"
+        or words[4] != "for"
+        or not (_is_uint(words[0]) and _is_uint(words[2]) and _is_uint(words[5]))
+    ):
+        raise BirdParseError("malformed route count", text)
+    table = words[9] if len(words) == 10 and words[6:9] == ["networks", "in", "table"] else None
+    return TableCount(table=table, routes=int(words[0]), total_routes=int(words[2]), networks=int(words[5]))
+
+
+def parse_route_count(lines: Iterable[str]) -> RouteCount:
+    """`show route count`: 1.6 `0014 N of M routes for K networks`; 2.x per-table `1007` lines then
+    `0014 Total: …` (or `0000 ` when a single table was asked for)."""
+    tables: list[TableCount] = []
+    total: TableCount | None = None
+    for code, text in _split_final(lines, (0, 14)):
+        if code == 1007:
+            tables.append(_table_count(text))
+        elif code == 14:
+            total = _table_count(text)
+        elif code != 0 or text.strip():
+            raise BirdParseError("unexpected line in 'show route count' reply", text)
+    return RouteCount(tables=tuple(tables), total=total)

@@ -1,0 +1,216 @@
+"""Parsed BIRD records → CalicoNodeStatus status sections. Pure: no I/O, no clocks.
+
+Follows Calico's reporter, minus its bugs; every deliberate difference is listed with its reason in
+docs/collection-rules.md. The FIB/RIB rule, the route-source rule and the BGP-state rule each live
+in exactly one function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from calico_nodestatus.api import (
+    BGPDaemonState,
+    BGPDaemonStatus,
+    BGPPeerType,
+    BGPSessionState,
+    CalicoNodePeer,
+    CalicoNodeRoute,
+    CalicoNodeRouteLearnedFrom,
+    CalicoNodeRouteSourceType,
+    CalicoNodeRouteType,
+)
+from calico_nodestatus.bird.names import PeerKind, decode_peer_name
+from calico_nodestatus.bird.types import DaemonStatus, ProtocolDetails, Route, RouteKind
+
+# At most this many routes per family go into status: upstream writes every route, which on
+# large nodes exceeds etcd's request limit and makes every write fail (upstream-gaps A5).
+DEFAULT_ROUTE_LIMIT = 2000
+OTHER_SOURCE = "Other"  # metrics label for routes whose protocol maps to no API source type
+
+_PEER_TYPES = {
+    PeerKind.MESH: BGPPeerType.NODE_MESH,
+    PeerKind.NODE: BGPPeerType.NODE_PEER,
+    PeerKind.GLOBAL: BGPPeerType.GLOBAL_PEER,
+}
+# BIRD prints two states the API enum lacks: `Down` (protocol disabled/stopped: the BGP FSM is
+# idle) and `Passive` (waiting for the peer to connect: the FSM's Active state).
+_SESSION_STATES = {s.value: s for s in BGPSessionState} | {
+    "Down": BGPSessionState.IDLE,
+    "Passive": BGPSessionState.ACTIVE,
+}
+
+
+def daemon_status(status: DaemonStatus | None) -> BGPDaemonStatus:
+    """`Ready` only when BIRD answered and is running normally (not reconfiguring, shutting down
+    or in graceful-restart recovery); what BIRD reported is kept either way. None = unreachable."""
+    if status is None:
+        return BGPDaemonStatus(state=BGPDaemonState.NOT_READY)
+    return BGPDaemonStatus(
+        state=BGPDaemonState.READY if status.is_up else BGPDaemonState.NOT_READY,
+        version=status.version,
+        router_id=status.router_id,
+        last_boot_time=status.last_reboot,
+        last_reconfiguration_time=status.last_reconfiguration,
+    )
+
+
+def session_state(bgp_state: str | None) -> BGPSessionState | None:
+    """BIRD's BGP state word → API session state (None when BIRD printed nothing we know)."""
+    return _SESSION_STATES.get(bgp_state) if bgp_state else None
+
+
+def is_bgp_peer(details: ProtocolDetails) -> bool:
+    return details.protocol.proto == "BGP"
+
+
+def peer_ip(details: ProtocolDetails) -> str | None:
+    """The neighbour address BIRD reports (zone suffix `%iface` dropped: the API wants an IP),
+    else the address decoded from the protocol name."""
+    if details.neighbor_address:
+        return details.neighbor_address.split("%", 1)[0]
+    decoded = decode_peer_name(details.protocol.name)
+    return decoded.ip if decoded else None
+
+
+def is_ipv6_peer(details: ProtocolDetails) -> bool:
+    """Family of a BGP session (BIRD 2 serves both families on one socket)."""
+    address = peer_ip(details)
+    if address is not None:
+        return ":" in address
+    return any(c.name == "ipv6" for c in details.channels)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSection:
+    peers: list[CalicoNodePeer]
+    established: int
+    not_established: int
+    unknown_names: tuple[str, ...]  # BGP protocols not named the Calico way (still reported)
+
+
+def peer_section(protocols: Iterable[ProtocolDetails]) -> PeerSection:
+    """One family's peers, in BIRD's order. Every BGP protocol is a peer (including ones named
+    `Local_Workload_…` or by hand); Established is counted from the BGP state, not the protocol
+    state column, so peers BIRD shows as `wait`/`feed` with an Established session count as up."""
+    peers: list[CalicoNodePeer] = []
+    established = 0
+    unknown: list[str] = []
+    for details in protocols:
+        if not is_bgp_peer(details):
+            continue
+        decoded = decode_peer_name(details.protocol.name)
+        if decoded is None:
+            unknown.append(details.protocol.name)
+        state = session_state(details.bgp_state or details.protocol.bgp_state)
+        if state is BGPSessionState.ESTABLISHED:
+            established += 1
+        peers.append(
+            CalicoNodePeer(
+                peer_ip=peer_ip(details),
+                type=_PEER_TYPES.get(decoded.kind) if decoded else None,
+                state=state,
+                since=details.protocol.since,
+            )
+        )
+    return PeerSection(peers, established, len(peers) - established, tuple(unknown))
+
+
+def route_type(route: Route) -> CalicoNodeRouteType:
+    """The FIB/RIB rule: FIB = BIRD's selected route for its prefix that it did not fail to
+    install (`*`); RIB = every other route, including a primary marked `!` (kernel sync error)."""
+    return CalicoNodeRouteType.FIB if route.primary and not route.sync_error else CalicoNodeRouteType.RIB
+
+
+@lru_cache(maxsize=4096)
+def route_source(protocol: str) -> CalicoNodeRouteLearnedFrom:
+    """Where a route came from, from the BIRD protocol that holds it. Names with a port decode to
+    the real peer IP; unknown protocols give an empty learnedFrom instead of failing the cycle."""
+    for prefix, source in (
+        ("kernel", CalicoNodeRouteSourceType.KERNEL),
+        ("static", CalicoNodeRouteSourceType.STATIC),
+        ("direct", CalicoNodeRouteSourceType.DIRECT),
+    ):
+        if protocol.startswith(prefix):
+            return CalicoNodeRouteLearnedFrom(source_type=source)
+    decoded = decode_peer_name(protocol)
+    if decoded is None:
+        return CalicoNodeRouteLearnedFrom()
+    source = (
+        CalicoNodeRouteSourceType.NODE_MESH
+        if decoded.kind is PeerKind.MESH
+        else CalicoNodeRouteSourceType.BGP_PEER
+    )
+    return CalicoNodeRouteLearnedFrom(source_type=source, peer_ip=decoded.ip)
+
+
+_NO_GATEWAY_INTERFACE = {
+    RouteKind.BLACKHOLE: "blackhole",
+    RouteKind.UNREACHABLE: "unreachable",
+    RouteKind.PROHIBITED: "prohibited",
+}
+
+
+def api_route(route: Route) -> CalicoNodeRoute:
+    """One CalicoNodeRoute; an ECMP route is reported with its first next hop."""
+    return CalicoNodeRoute(
+        type=route_type(route),
+        destination=route.prefix,
+        gateway=route.gateway if route.kind is RouteKind.VIA else "N/A",
+        interface=_NO_GATEWAY_INTERFACE.get(route.kind, route.interface),
+        learned_from=route_source(route.protocol),
+    )
+
+
+@dataclass(slots=True)
+class RouteTally:
+    """Route counts of one family for one source type (metrics)."""
+
+    fib: int = 0
+    rib: int = 0
+
+
+@dataclass(slots=True)
+class RouteAccumulator:
+    """Consumes route batches as they stream in: keeps the first `limit` routes of each family as
+    API objects and counts all of them by protocol. Cheap per route (the hot path)."""
+
+    limit: int | None = DEFAULT_ROUTE_LIMIT
+    routes_v4: list[CalicoNodeRoute] = field(default_factory=list)
+    routes_v6: list[CalicoNodeRoute] = field(default_factory=list)
+    # (protocol, ipv6, FIB?) → count
+    by_protocol: dict[tuple[str, bool, bool], int] = field(default_factory=dict)
+
+    def add(self, batch: Sequence[Route]) -> None:
+        counts = self.by_protocol
+        limit = self.limit
+        v4, v6 = self.routes_v4, self.routes_v6
+        for route in batch:
+            ipv6 = ":" in route.prefix
+            key = (route.protocol, ipv6, route.primary and not route.sync_error)
+            counts[key] = counts.get(key, 0) + 1
+            kept = v6 if ipv6 else v4
+            if limit is None or len(kept) < limit:
+                kept.append(api_route(route))
+
+    def total(self, ipv6: bool) -> int:
+        return sum(n for (_, six, _), n in self.by_protocol.items() if six == ipv6)
+
+    def tallies(self, ipv6: bool) -> dict[str, RouteTally]:
+        """Counts by API source type (or `Other`) for one family."""
+        result: dict[str, RouteTally] = {}
+        for (protocol, six, fib), n in self.by_protocol.items():
+            if six != ipv6:
+                continue
+            source = route_source(protocol).source_type
+            tally = result.setdefault(str(source) if source else OTHER_SOURCE, RouteTally())
+            if fib:
+                tally.fib += n
+            else:
+                tally.rib += n
+        return result
+
+    def unknown_protocols(self) -> tuple[str, ...]:
+        return tuple(sorted({p for (p, _, _) in self.by_protocol if route_source(p).source_type is None}))

@@ -1,0 +1,379 @@
+"""The embedded datastore: one SQLite file, shared safely by several processes.
+
+- WAL journal, so readers never wait for a writer; every write is a short ``BEGIN IMMEDIATE``
+  transaction, so compare-and-swap is atomic across processes.
+- One global revision counter; each write appends to an event log that ``watch`` tails. A watcher
+  polls ``PRAGMA data_version`` (changes only when another connection commits) and reads the log
+  only after a change, so idle polling costs no table reads.
+- The log is bounded (by count and age); a watch older than the retained log gets WatchExpired.
+- SQLite is synchronous, so every query runs in a worker thread; a database locked by another
+  process surfaces as Unavailable after ``busy_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from calico_nodestatus.api import CalicoNodeStatus
+from calico_nodestatus.datastore.base import (
+    AlreadyExists,
+    Conflict,
+    Datastore,
+    DatastoreError,
+    EventType,
+    LivenessRecord,
+    NotFound,
+    Unavailable,
+    WatchEvent,
+    WatchExpired,
+)
+from calico_nodestatus.datastore.rules import (
+    merge_status,
+    merge_update,
+    parse_resource_version,
+    prepare_create,
+    with_resource_version,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
+CREATE TABLE IF NOT EXISTS objects (
+    name TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_node ON objects (node);
+CREATE TABLE IF NOT EXISTS events (
+    revision INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    node TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS liveness (
+    node TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    renewed_at REAL NOT NULL,
+    ttl_seconds REAL NOT NULL
+);
+"""
+
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+DEFAULT_EVENT_RETENTION = 1000
+DEFAULT_EVENT_MAX_AGE_S = 300.0
+WATCH_POLL_INTERVAL_S = 0.05
+WATCH_BATCH = 256
+
+
+def _encode(obj: CalicoNodeStatus) -> str:
+    wire = obj.to_wire()
+    wire["metadata"].pop("resourceVersion", None)
+    return json.dumps(wire, separators=(",", ":"))
+
+
+def _decode(body: str, revision: int) -> CalicoNodeStatus:
+    return with_resource_version(CalicoNodeStatus.model_validate_json(body), revision)
+
+
+class EmbeddedDatastore(Datastore):
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        event_retention: int = DEFAULT_EVENT_RETENTION,
+        event_max_age: float = DEFAULT_EVENT_MAX_AGE_S,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.busy_timeout = busy_timeout
+        self.event_retention = event_retention
+        self.event_max_age = event_max_age
+        self._conn: sqlite3.Connection | None = None
+        # One connection per instance; the lock keeps worker threads from sharing it concurrently.
+        self._lock = threading.Lock()
+
+    # -- connection and transactions (worker-thread side) -------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Create the file ourselves so it never exists with default (world-readable) permissions.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                # Idempotent, so processes opening a new file at the same time all succeed.
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                return result
+            except sqlite3.Error as error:
+                raise self._unavailable(error) from error
+
+    def _unavailable(self, error: sqlite3.Error) -> DatastoreError:
+        if isinstance(error, sqlite3.OperationalError):
+            if "locked" in str(error) or "busy" in str(error):
+                return Unavailable(
+                    f"embedded datastore {self.path} is locked by another process "
+                    f"(waited {self.busy_timeout:g}s); retry later"
+                )
+            return Unavailable(f"embedded datastore {self.path}: {error}")
+        return DatastoreError(f"embedded datastore {self.path} is unusable: {error}")
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._run, work, write=False)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._run, work, write=True)
+
+    # -- helpers run inside a transaction -----------------------------------------------------
+
+    @staticmethod
+    def _stored(conn: sqlite3.Connection, name: str) -> CalicoNodeStatus | None:
+        row = conn.execute("SELECT body, revision FROM objects WHERE name = ?", (name,)).fetchone()
+        return _decode(row[0], row[1]) if row else None
+
+    def _record(self, conn: sqlite3.Connection, event: EventType, obj: CalicoNodeStatus) -> int:
+        """Bumps the global revision, writes the object (or removes it) and appends the event."""
+        revision = int(
+            conn.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value"
+            ).fetchone()[0]
+        )
+        body = _encode(obj)
+        if event is EventType.DELETED:
+            conn.execute("DELETE FROM objects WHERE name = ?", (obj.name,))
+        else:
+            conn.execute(
+                "INSERT INTO objects (name, node, revision, body) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET node = excluded.node, revision = excluded.revision, "
+                "body = excluded.body",
+                (obj.name, obj.spec.node, revision, body),
+            )
+        now = time.time()
+        conn.execute(
+            "INSERT INTO events (revision, type, name, node, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (revision, str(event), obj.name, obj.spec.node, body, now),
+        )
+        # Bound the log: keep at most `event_retention` events, none older than `event_max_age`.
+        oldest_recent = conn.execute(
+            "SELECT revision FROM events WHERE created_at >= ? ORDER BY revision LIMIT 1",
+            (now - self.event_max_age,),
+        ).fetchone()[0]
+        self._compact(conn, max(revision - self.event_retention + 1, int(oldest_recent)))
+        return revision
+
+    @staticmethod
+    def _compact(conn: sqlite3.Connection, below: int) -> None:
+        conn.execute("DELETE FROM events WHERE revision < ?", (below,))
+        conn.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'compacted'", (below,))
+
+    @staticmethod
+    def _check_revision(stored: CalicoNodeStatus | None, name: str, expected: int | None) -> CalicoNodeStatus:
+        if stored is None:
+            raise NotFound(name)
+        if expected is not None and int(stored.metadata.resource_version or 0) != expected:
+            raise Conflict(name)
+        return stored
+
+    # -- the Datastore interface --------------------------------------------------------------
+
+    async def get(self, name: str) -> CalicoNodeStatus:
+        stored = await self._read(lambda conn: self._stored(conn, name))
+        if stored is None:
+            raise NotFound(name)
+        return stored
+
+    async def list(self, node: str | None = None) -> tuple[list[CalicoNodeStatus], str]:
+        def work(conn: sqlite3.Connection) -> tuple[list[CalicoNodeStatus], str]:
+            if node is None:
+                rows = conn.execute("SELECT body, revision FROM objects ORDER BY name").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body, revision FROM objects WHERE node = ? ORDER BY name", (node,)
+                ).fetchall()
+            revision = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0]
+            return [_decode(body, rev) for body, rev in rows], str(revision)
+
+        return await self._read(work)
+
+    async def create(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        new = prepare_create(obj, str(uuid.uuid4()), datetime.now(UTC))
+
+        def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
+            if self._stored(conn, obj.name) is not None:
+                raise AlreadyExists(obj.name)
+            return with_resource_version(new, self._record(conn, EventType.ADDED, new))
+
+        return await self._write(work)
+
+    async def _replace(
+        self, obj: CalicoNodeStatus, merge: Callable[[CalicoNodeStatus, CalicoNodeStatus], CalicoNodeStatus]
+    ) -> CalicoNodeStatus:
+        expected = parse_resource_version(obj.metadata.resource_version)
+
+        def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
+            stored = self._check_revision(self._stored(conn, obj.name), obj.name, expected)
+            merged = merge(stored, obj)
+            return with_resource_version(merged, self._record(conn, EventType.MODIFIED, merged))
+
+        return await self._write(work)
+
+    async def update(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        return await self._replace(obj, merge_update)
+
+    async def update_status(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
+        return await self._replace(obj, merge_status)
+
+    async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
+        expected = None if resource_version is None else parse_resource_version(resource_version, "a Delete")
+
+        def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
+            stored = self._check_revision(self._stored(conn, name), name, expected)
+            self._record(conn, EventType.DELETED, stored)
+            return stored
+
+        return await self._write(work)
+
+    async def compact(self, revision: str) -> None:
+        """Drops the event history before `revision` (watching from older revisions expires)."""
+        below = parse_resource_version(revision, "a Compact")
+        await self._write(lambda conn: self._compact(conn, below))
+
+    async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
+        after = parse_resource_version(resource_version, "a Watch")
+        conn = await asyncio.to_thread(self._watch_connection)
+        try:
+            seen_data_version: int | None = None
+            while True:
+                rows, seen_data_version = await asyncio.to_thread(
+                    self._poll_events, conn, after, node, seen_data_version
+                )
+                for revision, event_type, body in rows:
+                    after = revision
+                    if body is not None:
+                        obj = _decode(body, revision)
+                        yield WatchEvent(EventType(event_type), obj, str(revision))
+                if not rows:
+                    await asyncio.sleep(WATCH_POLL_INTERVAL_S)
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    def _watch_connection(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.Error as error:
+            raise self._unavailable(error) from error
+
+    def _poll_events(
+        self, conn: sqlite3.Connection, after: int, node: str | None, seen_data_version: int | None
+    ) -> tuple[list[tuple[int, str, str | None]], int | None]:
+        """Events after `after` (bodies only for `node`'s), or none if nothing was committed since."""
+        try:
+            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if data_version == seen_data_version:
+                return [], seen_data_version
+            conn.execute("BEGIN")
+            try:
+                compacted = conn.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()[0]
+                if after + 1 < compacted:
+                    raise WatchExpired(
+                        f"revision {after} is older than the retained event log (starts at {compacted}); "
+                        "list again and watch from the list's revision"
+                    )
+                rows = conn.execute(
+                    "SELECT revision, type, CASE WHEN :node IS NULL OR node = :node THEN body END "
+                    "FROM events WHERE revision > :after ORDER BY revision LIMIT :limit",
+                    {"node": node, "after": after, "limit": WATCH_BATCH},
+                ).fetchall()
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise self._unavailable(error) from error
+        # A full batch means more may be waiting: forget the data version so the next poll reads on.
+        return rows, (None if len(rows) == WATCH_BATCH else data_version)
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    async def renew_liveness(self, node: str, holder: str, ttl_seconds: float) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO liveness (node, holder, renewed_at, ttl_seconds) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET holder = excluded.holder, "
+                "renewed_at = excluded.renewed_at, ttl_seconds = excluded.ttl_seconds",
+                (node, holder, time.time(), ttl_seconds),
+            )
+
+        await self._write(work)
+
+    async def release_liveness(self, node: str, holder: str) -> None:
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM liveness WHERE node = ? AND holder = ?", (node, holder))
+        )
+
+    async def get_liveness(self, node: str) -> LivenessRecord | None:
+        records = await self._live_records(node)
+        return records[0] if records else None
+
+    async def list_liveness(self) -> list[LivenessRecord]:
+        return await self._live_records(None)
+
+    async def _live_records(self, node: str | None) -> list[LivenessRecord]:
+        def work(conn: sqlite3.Connection) -> list[LivenessRecord]:
+            rows = conn.execute(
+                "SELECT node, holder, renewed_at, ttl_seconds FROM liveness "
+                "WHERE (:node IS NULL OR node = :node) AND renewed_at + ttl_seconds >= :now ORDER BY node",
+                {"node": node, "now": time.time()},
+            ).fetchall()
+            return [
+                LivenessRecord(row[0], row[1], datetime.fromtimestamp(row[2], UTC), float(row[3]))
+                for row in rows
+            ]
+
+        return await self._read(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await asyncio.to_thread(work)

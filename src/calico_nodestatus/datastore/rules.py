@@ -1,0 +1,56 @@
+"""The write rules every backend applies (pure: the clock and uid come in as arguments).
+
+They mirror the Kubernetes status-subresource strategy Calico's API server uses: create clears
+status, update keeps the stored status, update_status keeps the stored spec/labels/generation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusStatus
+from calico_nodestatus.datastore.base import InvalidResourceVersion
+
+
+def parse_resource_version(value: str | None, operation: str = "an Update") -> int:
+    """The revision a write is conditioned on; missing or non-decimal values are refused."""
+    if not value or not value.isdecimal():
+        raise InvalidResourceVersion(value, operation)
+    return int(value)
+
+
+def prepare_create(obj: CalicoNodeStatus, uid: str, now: datetime) -> CalicoNodeStatus:
+    """The object as first stored: server-managed metadata set, incoming status dropped."""
+    created = now.replace(microsecond=0)  # Kubernetes times have second precision on the wire
+    metadata = obj.metadata.model_copy(
+        update={"uid": uid, "creation_timestamp": created, "generation": 1, "resource_version": None}
+    )
+    return obj.model_copy(update={"metadata": metadata, "status": CalicoNodeStatusStatus()})
+
+
+def merge_update(stored: CalicoNodeStatus, incoming: CalicoNodeStatus) -> CalicoNodeStatus:
+    """Spec, labels and annotations from `incoming`; identity and status from `stored`."""
+    generation = stored.metadata.generation or 0
+    if incoming.spec != stored.spec:
+        generation += 1
+    metadata = stored.metadata.model_copy(
+        update={
+            "labels": dict(incoming.metadata.labels),
+            "annotations": dict(incoming.metadata.annotations),
+            "generation": generation,
+            "resource_version": None,
+        }
+    )
+    return stored.model_copy(update={"metadata": metadata, "spec": incoming.spec})
+
+
+def merge_status(stored: CalicoNodeStatus, incoming: CalicoNodeStatus) -> CalicoNodeStatus:
+    """Status from `incoming`; everything else as stored."""
+    metadata = stored.metadata.model_copy(update={"resource_version": None})
+    return stored.model_copy(update={"metadata": metadata, "status": incoming.status})
+
+
+def with_resource_version(obj: CalicoNodeStatus, revision: int) -> CalicoNodeStatus:
+    return obj.model_copy(
+        update={"metadata": obj.metadata.model_copy(update={"resource_version": str(revision)})}
+    )

@@ -1,0 +1,212 @@
+"""The Prometheus exporter: a custom collector over ``MetricsState`` and a small HTTP server.
+
+A scrape only reads the state's latest immutable view (built by the agent after each collection
+and write), so it never blocks on BIRD. The server answers ``/metrics`` and ``/healthz``; every
+other path is 404.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from calico_nodestatus import __version__
+from calico_nodestatus.api import BGPPeerType, BGPSessionState
+from calico_nodestatus.metrics import catalogue as cat
+from calico_nodestatus.metrics.catalogue import MetricSpec, MetricType
+from calico_nodestatus.metrics.state import MetricsState, MetricsView, PeerView
+
+_BUCKET_BOUNDS = (*(repr(float(b)) for b in cat.COLLECTION_DURATION_BUCKETS), "+Inf")
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterOptions:
+    # Per-peer series for NodeMesh peers: off by default because a full mesh makes them grow with
+    # the square of the node count; explicit Node_/Global_ peers always get them.
+    mesh_peer_series: bool = False
+
+
+def _family(spec: MetricSpec) -> Metric:
+    """An empty family for ``spec``; counters are named without ``_total`` (the client adds it)."""
+    if spec.type is MetricType.COUNTER:
+        return CounterMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=spec.labels)
+    if spec.type is MetricType.HISTOGRAM:
+        return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+    return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+class StatusCollector(Collector):
+    """Builds every agent metric from the state's latest view at scrape time."""
+
+    def __init__(
+        self,
+        state: MetricsState,
+        options: ExporterOptions = ExporterOptions(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._options = options
+        self._clock = clock
+
+    def describe(self) -> Iterator[Metric]:
+        for spec in cat.AGENT_METRICS:
+            yield _family(spec)
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._state.view()
+        families = {spec.name: _family(spec) for spec in cat.AGENT_METRICS}
+
+        def add(spec: MetricSpec, labels: tuple[str, ...], value: float) -> None:
+            families[spec.name].add_metric([view.node, *labels], value)  # type: ignore[attr-defined]
+
+        add(cat.BUILD_INFO, (__version__, platform.python_version()), 1)
+        self._daemons(view, add)
+        self._sessions(view, add)
+        for (ip_version, route_type, source), count in sorted((view.route_counts or {}).items()):
+            add(cat.ROUTES, (str(ip_version), route_type, source), count)
+        self._collection(view, families, add)
+        add(cat.DATASTORE_WRITES, (), view.writes)
+        add(cat.DATASTORE_WRITE_CONFLICTS, (), view.write_conflicts)
+        add(cat.DATASTORE_WRITE_ERRORS, (), view.write_errors)
+        for name, obj in sorted(view.objects.items()):
+            add(cat.STATUS_UPDATE_PERIOD, (name,), obj.update_period_seconds)
+            add(cat.STATUS_ROUTES_OMITTED, (name,), obj.routes_omitted)
+            if obj.last_write is not None:
+                add(cat.STATUS_LAST_WRITE, (name,), obj.last_write)
+            if obj.last_refresh is not None:
+                add(cat.STATUS_LAST_REFRESH, (name,), obj.last_refresh)
+        if view.liveness is not None and view.liveness_ttl is not None:
+            add(cat.AGENT_LIVENESS, (), view.liveness)
+            add(cat.AGENT_LIVENESS_TTL, (), view.liveness_ttl)
+        yield from families.values()
+
+    @staticmethod
+    def _daemons(view: MetricsView, add: Callable[[MetricSpec, tuple[str, ...], float], None]) -> None:
+        for daemon in view.daemons:
+            family = str(daemon.ip_version)
+            add(cat.BIRD_UP, (family,), daemon.up)
+            add(cat.BIRD_READY, (family,), daemon.ready)
+            if daemon.version is not None or daemon.router_id is not None:
+                add(cat.BIRD_INFO, (family, daemon.version or "", daemon.router_id or ""), 1)
+
+    def _sessions(self, view: MetricsView, add: Callable[[MetricSpec, tuple[str, ...], float], None]) -> None:
+        for (ip_version, peer_type), flaps in sorted(view.flaps.items()):
+            add(cat.BGP_SESSION_FLAPS, (str(ip_version), str(peer_type)), flaps)
+        if view.peers is None:
+            return
+        now = self._clock()
+        counts: dict[tuple[str, str], list[int]] = {}
+        for peer in view.peers:
+            tally = counts.setdefault((str(peer.ip_version), str(peer.peer_type)), [0, 0])
+            tally[peer.state is not BGPSessionState.ESTABLISHED] += 1
+            if peer.peer_type is not BGPPeerType.NODE_MESH or self._options.mesh_peer_series:
+                self._peer(peer, now, add)
+        for labels, (established, not_established) in sorted(counts.items()):
+            add(cat.BGP_SESSIONS_ESTABLISHED, labels, established)
+            add(cat.BGP_SESSIONS_NOT_ESTABLISHED, labels, not_established)
+
+    @staticmethod
+    def _peer(peer: PeerView, now: float, add: Callable[[MetricSpec, tuple[str, ...], float], None]) -> None:
+        labels = (str(peer.ip_version), str(peer.peer_type), peer.peer_ip)
+        for state in BGPSessionState:
+            add(cat.BGP_SESSION_STATE, (*labels, str(state)), peer.state is state)
+        if peer.state_changed_at is not None:
+            add(cat.BGP_SESSION_STATE_AGE, labels, max(0.0, now - peer.state_changed_at))
+        if peer.routes is not None:
+            add(cat.BGP_PEER_IMPORTED_ROUTES, labels, peer.routes.imported)
+            add(cat.BGP_PEER_EXPORTED_ROUTES, labels, peer.routes.exported)
+            add(cat.BGP_PEER_PREFERRED_ROUTES, labels, peer.routes.preferred)
+
+    @staticmethod
+    def _collection(
+        view: MetricsView,
+        families: dict[str, Metric],
+        add: Callable[[MetricSpec, tuple[str, ...], float], None],
+    ) -> None:
+        add(cat.COLLECTIONS, (), view.collections)
+        for ip_version, errors in sorted(view.collection_errors.items()):
+            add(cat.COLLECTION_ERRORS, (str(ip_version),), errors)
+        if view.last_collection_success is not None:
+            add(cat.LAST_COLLECTION_SUCCESS, (), view.last_collection_success)
+        histogram = families[cat.COLLECTION_DURATION.name]
+        for cls, observed in sorted(view.durations.items()):
+            cumulative, buckets = 0, []
+            per_bucket = (*observed.bucket_counts, observed.overflow)
+            for bound, count in zip(_BUCKET_BOUNDS, per_bucket, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            histogram.add_metric([view.node, cls], buckets, observed.total)  # type: ignore[attr-defined]
+
+
+def build_registry(state: MetricsState, options: ExporterOptions = ExporterOptions()) -> CollectorRegistry:
+    """A registry holding only this agent's metrics (no process/platform collectors)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StatusCollector(state, options))
+    return registry
+
+
+def _handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == cat.METRICS_PATH:
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._reply(200, content_type, encoder(registry))
+            elif path == cat.HEALTH_PATH:
+                self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+            else:
+                self._reply(404, "text/plain; charset=utf-8", b"not found; try /metrics or /healthz\n")
+
+        def _reply(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes every few seconds would flood stderr; stay quiet."""
+
+    return Handler
+
+
+class MetricsServer:
+    """Serves a registry on host:port from a daemon thread. Port 0 picks a free port."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str = cat.DEFAULT_METRICS_HOST,
+        port: int = cat.DEFAULT_METRICS_PORT,
+    ) -> None:
+        self._server = ThreadingHTTPServer((host, port), _handler(registry))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> MetricsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

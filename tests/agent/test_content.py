@@ -1,0 +1,84 @@
+"""Status building and change detection on real api models."""
+
+from datetime import UTC, datetime
+
+from calico_nodestatus.agent.content import CollectedSections, build_status, rfc3339_now, same_content
+from calico_nodestatus.api import (
+    BGPDaemonState,
+    BGPDaemonStatus,
+    BGPPeerType,
+    BGPSessionState,
+    CalicoNodeAgentStatus,
+    CalicoNodeBGPRouteStatus,
+    CalicoNodeBGPStatus,
+    CalicoNodePeer,
+    CalicoNodeRoute,
+    CalicoNodeRouteType,
+    CalicoNodeStatusStatus,
+    NodeStatusClass,
+)
+
+AGENT = CalicoNodeAgentStatus(
+    bird_v4=BGPDaemonStatus(state=BGPDaemonState.READY, router_id="198.18.0.1"),
+    bird_v6=BGPDaemonStatus(state=BGPDaemonState.NOT_READY),
+)
+BGP = CalicoNodeBGPStatus(
+    number_established_v4=1,
+    peers_v4=[
+        CalicoNodePeer(
+            peer_ip="198.18.0.2",
+            type=BGPPeerType.NODE_MESH,
+            state=BGPSessionState.ESTABLISHED,
+            since="10:00:00",
+        )
+    ],
+)
+ROUTES = CalicoNodeBGPRouteStatus(
+    routes_v4=[
+        CalicoNodeRoute(type=CalicoNodeRouteType.FIB, destination="198.19.1.0/26", gateway="N/A"),
+        CalicoNodeRoute(type=CalicoNodeRouteType.RIB, destination="198.19.2.0/26", gateway="198.18.0.2"),
+    ]
+)
+COLLECTED = CollectedSections(agent=AGENT, bgp=BGP, routes=ROUTES)
+
+
+def test_requested_classes_filled_others_cleared() -> None:
+    status = build_status(COLLECTED, [NodeStatusClass.BGP])
+    assert status.bgp == BGP
+    assert status.agent == CalicoNodeAgentStatus()
+    assert status.routes == CalicoNodeBGPRouteStatus()
+    assert status.last_updated is None
+    full = build_status(COLLECTED, list(NodeStatusClass))
+    assert (full.agent, full.bgp, full.routes) == (AGENT, BGP, ROUTES)
+
+
+def test_covers() -> None:
+    assert COLLECTED.covers(list(NodeStatusClass))
+    assert not CollectedSections(agent=AGENT).covers([NodeStatusClass.ROUTES])
+
+
+def test_last_updated_and_empty_lists_do_not_count_as_change() -> None:
+    status = build_status(COLLECTED, list(NodeStatusClass))
+    stamped = status.model_copy(update={"last_updated": datetime(2024, 1, 1, tzinfo=UTC)})
+    assert same_content(status.to_wire(), stamped.to_wire())
+    wire = status.to_wire()
+    wire["bgp"]["peersV6"] = []  # what an upstream populator writes for a family with no peers
+    wire["routes"]["routesV6"] = []
+    assert same_content(status.to_wire(), wire)
+    assert same_content(None, CalicoNodeStatusStatus().to_wire())
+
+
+def test_route_order_is_not_a_change_but_content_is() -> None:
+    status = build_status(COLLECTED, list(NodeStatusClass))
+    reordered = status.to_wire()
+    reordered["routes"]["routesV4"].reverse()
+    assert same_content(status.to_wire(), reordered)
+    changed = status.to_wire()
+    changed["bgp"]["peersV4"][0]["state"] = "Active"
+    assert not same_content(status.to_wire(), changed)
+
+
+def test_rfc3339_now_is_utc_whole_seconds() -> None:
+    assert rfc3339_now(datetime(2024, 5, 1, 12, 0, 0, 987654, tzinfo=UTC)) == datetime(
+        2024, 5, 1, 12, tzinfo=UTC
+    )

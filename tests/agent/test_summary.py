@@ -1,0 +1,90 @@
+"""`summary`: rows, ordering and verdict, on the real embedded datastore through the CLI."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from calico_nodestatus.api import (
+    BGPDaemonState,
+    BGPDaemonStatus,
+    CalicoNodeAgentStatus,
+    CalicoNodeBGPStatus,
+    CalicoNodeStatus,
+    CalicoNodeStatusSpec,
+    CalicoNodeStatusStatus,
+    NodeStatusClass,
+    ObjectMeta,
+)
+from calico_nodestatus.cli.main import cli
+from calico_nodestatus.cli.summary import fleet_rows, verdict
+from calico_nodestatus.datastore.base import LivenessRecord
+from calico_nodestatus.datastore.embedded import EmbeddedDatastore
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _obj(node: str, down_v4: int = 0, ready: bool = True, reported: bool = True) -> CalicoNodeStatus:
+    state = BGPDaemonState.READY if ready else BGPDaemonState.NOT_READY
+    return CalicoNodeStatus(
+        metadata=ObjectMeta(name=f"status-{node}"),
+        spec=CalicoNodeStatusSpec(node=node, classes=list(NodeStatusClass), update_period_seconds=10),
+        status=CalicoNodeStatusStatus(
+            last_updated=NOW if reported else None,
+            agent=CalicoNodeAgentStatus(
+                bird_v4=BGPDaemonStatus(state=state), bird_v6=BGPDaemonStatus(state=state)
+            ),
+            bgp=CalicoNodeBGPStatus(number_established_v4=2 - down_v4, number_not_established_v4=down_v4),
+        ),
+    )
+
+
+def _alive(*nodes: str) -> list[LivenessRecord]:
+    return [LivenessRecord(node, "h/1", NOW - timedelta(seconds=1), 15.0) for node in nodes]
+
+
+def test_unhealthy_first_and_verdict() -> None:
+    objects = [_obj("n1"), _obj("n2", down_v4=1), _obj("n3"), _obj("n4", ready=False)]
+    stale = [LivenessRecord("n3", "h/1", NOW - timedelta(seconds=60), 15.0)]
+    rows = fleet_rows(objects, _alive("n1", "n2", "n4") + stale, NOW)
+    assert [row.node for row in rows] == ["n2", "n3", "n4", "n1"]
+    assert rows[1].agent == "stale" and rows[3].agent == "alive"
+    assert rows[0].problems == ("sessions down",)
+    assert verdict(rows).split("; ") == [
+        "1 of 4 nodes have sessions down",
+        "1 of 4 nodes have BIRD not ready",
+        "1 of 4 nodes have a stale agent",
+    ]
+    healthy = fleet_rows([_obj("n1")], _alive("n1"), NOW)
+    assert verdict(healthy) == "all 1 node healthy"
+    assert verdict([]).startswith("no CalicoNodeStatus objects")
+
+
+def test_cli_summary_reads_objects_and_liveness(tmp_path: Path) -> None:
+    db = tmp_path / "ds.db"
+
+    async def seed() -> None:
+        async with EmbeddedDatastore(db) as store:
+            for obj in (_obj("n1"), _obj("n2", down_v4=2)):
+                created = await store.create(obj)
+                await store.update_status(created.model_copy(update={"status": obj.status}))
+            await store.renew_liveness("n1", "host/1", 30.0)
+
+    asyncio.run(seed())
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", str(db), "summary", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert [(i["node"], i["agent"], i["not_established_v4"]) for i in document["items"]] == [
+        ("n2", "stale", 2),
+        ("n1", "alive", 0),
+    ]
+    assert document["verdict"] == "1 of 2 nodes have sessions down; 1 of 2 nodes have a stale agent"
+    table = runner.invoke(cli, ["--db", str(db), "summary", "-o", "wide"])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "NODE", "AGENT"]
+    assert lines[1].split()[:3] == ["status-n2", "n2", "stale"]
+    assert lines[-1] == document["verdict"]

@@ -1,0 +1,188 @@
+"""Embedded (SQLite) backend: several real processes on one file, locking, permissions, bounded log."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from calico_nodestatus.datastore.base import DatastoreError, Unavailable, WatchExpired
+from calico_nodestatus.datastore.embedded import EmbeddedDatastore
+from tests.datastore.conftest import collect, make_status
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """A tests.datastore.embedded_worker process, talked to line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+
+    async def receive(self, within: float = 10.0) -> str:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), within)
+        assert line, "worker exited early"
+        return line.decode().strip()
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Callable[..., object]]:
+    workers: list[Worker] = []
+
+    async def start(*args: str) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.datastore.embedded_worker",
+            *args,
+            cwd=PROJECT_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        worker = Worker(process)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.process.returncode is None:
+            worker.process.kill()
+        await worker.process.wait()
+
+
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedDatastore]:
+    datastore = EmbeddedDatastore(tmp_path / "state" / "datastore.db")
+    yield datastore
+    await datastore.close()
+
+
+async def test_files_are_private(embedded: EmbeddedDatastore) -> None:
+    await embedded.create(make_status())
+    assert stat.S_IMODE(embedded.path.parent.stat().st_mode) == 0o700
+    for path in embedded.path.parent.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+async def test_two_processes_racing_on_one_revision_one_wins(embedded: EmbeddedDatastore, spawn) -> None:
+    await embedded.create(make_status())
+    first, second = (
+        await spawn("writer", str(embedded.path), "status-a"),
+        await spawn("writer", str(embedded.path), "status-a"),
+    )
+    for round_number in range(5):
+        await first.send("read")
+        await second.send("read")
+        read_revisions = {await first.receive(), await second.receive()}
+        assert len(read_revisions) == 1, "both writers must start from the same revision"
+        await first.send(f"update {100 + round_number}")
+        await second.send(f"update {200 + round_number}")
+        outcomes = sorted([await first.receive(), await second.receive()])
+        assert outcomes[0] == "conflict"
+        assert outcomes[1].startswith("ok ")
+        assert int(outcomes[1].split()[1]) > int(read_revisions.pop())
+
+    stored = await embedded.get("status-a")
+    assert stored.metadata.generation == 1 + 5
+    assert stored.spec.update_period_seconds in (104, 204)
+
+
+async def test_concurrent_read_modify_write_loses_no_update(embedded: EmbeddedDatastore, spawn) -> None:
+    await embedded.create(make_status(period=0))
+    bumpers = [await spawn("bump", str(embedded.path), "status-a", "40") for _ in range(2)]
+    replies = [await bumper.receive(within=60) for bumper in bumpers]
+    assert all(reply.startswith("done ") for reply in replies)
+    stored = await embedded.get("status-a")
+    assert stored.spec.update_period_seconds == 80
+    assert stored.metadata.generation == 81
+
+
+async def test_watcher_in_another_process_sees_changes_in_order(embedded: EmbeddedDatastore, spawn) -> None:
+    _, start = await embedded.list()
+    watcher = await spawn("watch", str(embedded.path), start, "3")
+    assert await watcher.receive() == "watching"
+
+    created = await embedded.create(make_status())
+    spec = created.spec.model_copy(update={"update_period_seconds": 42})
+    updated = await embedded.update(created.model_copy(update={"spec": spec}))
+    await embedded.delete("status-a")
+
+    lines = [(await watcher.receive()).split() for _ in range(3)]
+    assert [line[0] for line in lines] == ["ADDED", "MODIFIED", "DELETED"]
+    assert [line[1] for line in lines[:2]] == [
+        created.metadata.resource_version,
+        updated.metadata.resource_version,
+    ]
+    assert int(lines[2][1]) > int(lines[1][1])
+    assert [line[3] for line in lines] == ["10", "42", "42"]
+    assert await asyncio.wait_for(watcher.process.wait(), 5) == 0
+
+
+async def test_locked_database_is_unavailable_then_recovers(tmp_path: Path, spawn) -> None:
+    path = tmp_path / "datastore.db"
+    datastore = EmbeddedDatastore(path, busy_timeout=0.5)
+    try:
+        created = await datastore.create(make_status())
+        locker = await spawn("lock", str(path))
+        assert await locker.receive() == "locked"
+
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="locked by another process"):
+            await datastore.update_status(created)
+        assert time.monotonic() - started < 3.0
+        assert (
+            await datastore.get("status-a")
+        ).metadata.resource_version == created.metadata.resource_version
+
+        await locker.send("release")
+        assert await asyncio.wait_for(locker.process.wait(), 5) == 0
+        updated = await datastore.update_status(created)
+        assert int(updated.metadata.resource_version or 0) > int(created.metadata.resource_version or 0)
+    finally:
+        await datastore.close()
+
+
+async def test_event_log_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "datastore.db"
+    datastore = EmbeddedDatastore(path, event_retention=5)
+    try:
+        _, start = await datastore.list()
+        obj = await datastore.create(make_status(period=0))
+        for period in range(1, 10):
+            spec = obj.spec.model_copy(update={"update_period_seconds": period})
+            obj = await datastore.update(obj.model_copy(update={"spec": spec}))
+
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 5
+        expired = datastore.watch(start)
+        with pytest.raises(WatchExpired):
+            await collect(expired, 1)
+        oldest_kept = str(int(obj.metadata.resource_version or 0) - 5)
+        kept = datastore.watch(oldest_kept)
+        try:
+            assert [e.object.spec.update_period_seconds for e in await collect(kept, 5)] == [5, 6, 7, 8, 9]
+        finally:
+            await kept.aclose()
+    finally:
+        await datastore.close()
+
+
+async def test_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "datastore.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    datastore = EmbeddedDatastore(path)
+    with pytest.raises(DatastoreError, match=str(path)):
+        await datastore.list()
+    await datastore.close()

@@ -1,0 +1,195 @@
+"""etcdv3 backend against a real etcd: Calico's key layout both ways, TLS, failover, outages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from calico_nodestatus.datastore.base import DatastoreError, EventType, Unavailable
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.etcd import EtcdDatastore
+from tests.datastore.conftest import collect, make_status
+from tests.plugins.etcd import EtcdServer, free_port
+
+KEY = "/calico/resources/v3/projectcalico.org/caliconodestatuses/status-a"
+
+# A value shaped the way libcalico-go stores it: no resourceVersion, no generation.
+CALICO_WRITTEN = {
+    "kind": "CalicoNodeStatus",
+    "apiVersion": "projectcalico.org/v3",
+    "metadata": {
+        "name": "status-a",
+        "uid": "4c8f4e2e-9d0b-4a59-a0b4-9b1a3c2d1e0f",
+        "creationTimestamp": "2021-10-18T13:22:00Z",
+    },
+    "spec": {"node": "node-1", "classes": ["Agent", "BGP", "Routes"], "updatePeriodSeconds": 10},
+    "status": {
+        "lastUpdated": "2021-10-18T13:22:03Z",
+        "agent": {"birdV4": {"state": "Ready", "version": "v0.3.3+birdv1.6.8"}, "birdV6": {}},
+        "bgp": {
+            "numberEstablishedV4": 0,
+            "numberNotEstablishedV4": 1,
+            "numberEstablishedV6": 0,
+            "numberNotEstablishedV6": 0,
+            "peersV4": [{"peerIP": "198.18.0.2", "type": "NodeMesh", "state": "Active", "since": "13:21:50"}],
+        },
+        "routes": {},
+    },
+}
+
+
+def config_for(server: EtcdServer, **overrides: object) -> DatastoreConfig:
+    return DatastoreConfig.from_env(environ=server.datastore_env(), **overrides)
+
+
+@pytest.fixture
+async def etcd_datastore(etcd: EtcdServer) -> AsyncIterator[EtcdDatastore]:
+    datastore = EtcdDatastore(config_for(etcd))
+    yield datastore
+    await datastore.close()
+
+
+def mod_revision(server: EtcdServer, key: str) -> int:
+    reply = json.loads(server.etcdctl("get", key, "-w", "json"))
+    return int(reply["kvs"][0]["mod_revision"])
+
+
+async def test_etcdctl_sees_calicos_key_and_json(etcd: EtcdServer, etcd_datastore: EtcdDatastore) -> None:
+    created = await etcd_datastore.create(make_status())
+    key, value = etcd.etcdctl("get", "--prefix", "/calico/").splitlines()
+    assert key == KEY
+    stored = json.loads(value)
+    assert list(stored) == ["kind", "apiVersion", "metadata", "spec", "status"]
+    assert "resourceVersion" not in stored["metadata"]
+    assert stored["metadata"]["uid"] == created.metadata.uid
+    assert stored["spec"] == {"node": "node-1", "classes": ["Agent", "BGP"], "updatePeriodSeconds": 10}
+    assert stored["status"]["bgp"]["numberEstablishedV4"] == 0
+    assert int(created.metadata.resource_version or 0) == mod_revision(etcd, KEY)
+
+
+async def test_reads_and_updates_what_calico_wrote(etcd: EtcdServer, etcd_datastore: EtcdDatastore) -> None:
+    etcd.etcdctl("put", KEY, json.dumps(CALICO_WRITTEN, separators=(",", ":")))
+    revision = mod_revision(etcd, KEY)
+
+    read = await etcd_datastore.get("status-a")
+    assert read.metadata.resource_version == str(revision)
+    assert read.metadata.uid == CALICO_WRITTEN["metadata"]["uid"]
+    assert read.status.bgp.peers_v4[0].peer_ip == "198.18.0.2"
+    on_wire = read.to_wire()
+    del on_wire["metadata"]["resourceVersion"]
+    assert on_wire == CALICO_WRITTEN
+
+    spec = read.spec.model_copy(update={"update_period_seconds": 20})
+    updated = await etcd_datastore.update(read.model_copy(update={"spec": spec}))
+    assert updated.status == read.status
+    stored = json.loads(etcd.etcdctl("get", KEY, "--print-value-only"))
+    assert stored["spec"]["updatePeriodSeconds"] == 20
+    assert stored["status"] == CALICO_WRITTEN["status"]
+    assert updated.metadata.resource_version == str(mod_revision(etcd, KEY))
+
+
+async def test_watch_sees_a_raw_etcdctl_put(etcd: EtcdServer, etcd_datastore: EtcdDatastore) -> None:
+    _, start = await etcd_datastore.list()
+    events = etcd_datastore.watch(start)
+    try:
+        etcd.etcdctl("put", KEY, json.dumps(CALICO_WRITTEN))
+        etcd.etcdctl("put", KEY + "-not-json", "garbage")  # skipped, not fatal
+        etcd.etcdctl("del", KEY)
+        seen = await collect(events, 2)
+    finally:
+        await events.aclose()
+    assert [(e.type, e.object.name) for e in seen] == [
+        (EventType.ADDED, "status-a"),
+        (EventType.DELETED, "status-a"),
+    ]
+
+
+async def test_undecodable_foreign_value_is_named_on_get(
+    etcd: EtcdServer, etcd_datastore: EtcdDatastore
+) -> None:
+    etcd.etcdctl("put", KEY, '{"kind":"CalicoNodeStatus","spec":{"node":"Not_A_Name"}}')
+    with pytest.raises(DatastoreError, match=KEY):
+        await etcd_datastore.get("status-a")
+    objects, _ = await etcd_datastore.list()
+    assert objects == []
+
+
+async def test_liveness_key_is_attached_to_a_lease(etcd: EtcdServer, etcd_datastore: EtcdDatastore) -> None:
+    await etcd_datastore.renew_liveness("node-1", "host-a/100", 30)
+    reply = json.loads(etcd.etcdctl("get", "/calico/nodestatus/v1/liveness/node-1", "-w", "json"))
+    kv = reply["kvs"][0]
+    assert int(kv["lease"]) != 0
+    value = json.loads(etcd.etcdctl("get", "/calico/nodestatus/v1/liveness/node-1", "--print-value-only"))
+    assert value["holder"] == "host-a/100" and value["ttlSeconds"] == 30
+    lease = etcd.etcdctl("lease", "timetolive", format(int(kv["lease"]), "x"))
+    assert "remaining" in lease and "granted with TTL(30s)" in lease
+
+
+async def test_fails_over_to_the_next_endpoint(etcd: EtcdServer) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    datastore = EtcdDatastore(config_for(etcd, etcd_endpoints=[dead, etcd.endpoint]))
+    try:
+        created = await datastore.create(make_status())
+        assert datastore.endpoint == etcd.endpoint
+        assert (await datastore.get("status-a")) == created
+    finally:
+        await datastore.close()
+
+
+async def test_no_reachable_endpoint_is_unavailable(etcd_server: EtcdServer) -> None:
+    endpoints = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    datastore = EtcdDatastore(DatastoreConfig(type="etcdv3", etcd_endpoints=endpoints))
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="etcd unreachable"):
+        await datastore.list()
+    assert time.monotonic() - started < 5
+    await datastore.close()
+
+
+async def test_stopped_server_is_unavailable_then_recovers(etcd_factory: Callable[..., EtcdServer]) -> None:
+    server = etcd_factory()
+    datastore = EtcdDatastore(config_for(server), request_timeout=2)
+    try:
+        created = await datastore.create(make_status())
+        server.stop()
+        with pytest.raises(Unavailable):
+            await datastore.get("status-a")
+        server.start()
+        assert await datastore.get("status-a") == created
+    finally:
+        await datastore.close()
+
+
+async def test_tls_with_client_certificate(etcd_tls_server: EtcdServer) -> None:
+    datastore = EtcdDatastore(config_for(etcd_tls_server))
+    try:
+        created = await datastore.create(make_status("status-tls"))
+        assert (await datastore.get("status-tls")) == created
+        assert "status-tls" in etcd_tls_server.etcdctl("get", "--prefix", "--keys-only", "/calico/")
+        await datastore.delete("status-tls")
+    finally:
+        await datastore.close()
+
+
+async def test_plaintext_to_tls_endpoint_is_refused(etcd_tls_server: EtcdServer) -> None:
+    plaintext = etcd_tls_server.endpoint.replace("https://", "http://")
+    datastore = EtcdDatastore(DatastoreConfig(type="etcdv3", etcd_endpoints=[plaintext]), request_timeout=3)
+    with pytest.raises(Unavailable):
+        await datastore.list()
+    await datastore.close()
+
+
+async def test_tls_without_client_certificate_is_refused(etcd_tls_server: EtcdServer) -> None:
+    assert etcd_tls_server.tls is not None
+    config = DatastoreConfig(
+        type="etcdv3",
+        etcd_endpoints=[etcd_tls_server.endpoint],
+        etcd_ca_cert_file=etcd_tls_server.tls.ca_cert_file,
+    )
+    datastore = EtcdDatastore(config, request_timeout=3)
+    with pytest.raises(Unavailable):
+        await datastore.list()
+    await datastore.close()
