@@ -2,7 +2,13 @@
 
 from datetime import UTC, datetime
 
-from calico_nodestatus.agent.content import CollectedSections, build_status, rfc3339_now, same_content
+from calico_nodestatus.agent.content import (
+    CollectedSections,
+    build_status,
+    keep_stable_since,
+    rfc3339_now,
+    same_content,
+)
 from calico_nodestatus.api import (
     BGPDaemonState,
     BGPDaemonStatus,
@@ -81,4 +87,26 @@ def test_route_order_is_not_a_change_but_content_is() -> None:
 def test_rfc3339_now_is_utc_whole_seconds() -> None:
     assert rfc3339_now(datetime(2024, 5, 1, 12, 0, 0, 987654, tzinfo=UTC)) == datetime(
         2024, 5, 1, 12, tzinfo=UTC
+    )
+
+
+def _with_since(since: str, state: BGPSessionState = BGPSessionState.ESTABLISHED) -> CalicoNodeStatusStatus:
+    peer = CalicoNodePeer(peer_ip="2001:db8::2", type=BGPPeerType.NODE_MESH, state=state, since=since)
+    return CalicoNodeStatusStatus(bgp=CalicoNodeBGPStatus(number_established_v6=1, peers_v6=[peer]))
+
+
+def test_since_jitter_of_one_second_keeps_the_stored_value() -> None:
+    stored = _with_since("01:23:53")
+    assert keep_stable_since(_with_since("01:23:54"), stored).bgp.peers_v6[0].since == "01:23:53"
+    assert (
+        keep_stable_since(_with_since("00:00:00"), _with_since("23:59:59")).bgp.peers_v6[0].since
+        == "23:59:59"
+    )
+    # Real changes stay: two seconds apart, a new state, or a date.
+    assert keep_stable_since(_with_since("01:23:55"), stored).bgp.peers_v6[0].since == "01:23:55"
+    moved = keep_stable_since(_with_since("01:23:54", BGPSessionState.ACTIVE), stored)
+    assert moved.bgp.peers_v6[0].since == "01:23:54"
+    assert (
+        keep_stable_since(_with_since("2024-05-01"), _with_since("2024-04-30")).bgp.peers_v6[0].since
+        == "2024-05-01"
     )

@@ -1,7 +1,7 @@
 """A second process for the embedded backend's multi-process tests, driven line by line.
 
 python -m tests.datastore.embedded_worker writer DB NAME   # stdin: "read", "update <period>"
-python -m tests.datastore.embedded_worker bump DB NAME COUNT  # COUNT read-modify-writes, retrying
+python -m tests.datastore.embedded_worker bump DB NAME COUNT  # after a stdin line: COUNT read-modify-writes
 python -m tests.datastore.embedded_worker watch DB RV COUNT # prints COUNT events, then exits
 python -m tests.datastore.embedded_worker lock DB           # holds a write lock until a stdin line
 """
@@ -43,6 +43,9 @@ async def writer(db: str, name: str) -> None:
 async def bump(db: str, name: str, count: int) -> None:
     """Adds 1 to updatePeriodSeconds `count` times, re-reading after each conflict."""
     datastore = EmbeddedDatastore(db)
+    await datastore.get(name)
+    say("ready")
+    sys.stdin.readline()  # start together with the other writers
     conflicts = 0
     for _ in range(count):
         while True:

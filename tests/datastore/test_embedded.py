@@ -14,7 +14,7 @@ import pytest
 
 from calico_nodestatus.datastore.base import DatastoreError, Unavailable, WatchExpired
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
-from tests.datastore.conftest import collect, make_status
+from tests.datastore.conftest import collect, eventually, make_status
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,12 +101,16 @@ async def test_two_processes_racing_on_one_revision_one_wins(embedded: EmbeddedD
 
 async def test_concurrent_read_modify_write_loses_no_update(embedded: EmbeddedDatastore, spawn) -> None:
     await embedded.create(make_status(period=0))
-    bumpers = [await spawn("bump", str(embedded.path), "status-a", "40") for _ in range(2)]
+    bumpers = [await spawn("bump", str(embedded.path), "status-a", "60") for _ in range(3)]
+    for bumper in bumpers:
+        assert await bumper.receive() == "ready"
+    for bumper in bumpers:
+        await bumper.send("go")
     replies = [await bumper.receive(within=60) for bumper in bumpers]
     assert all(reply.startswith("done ") for reply in replies)
     stored = await embedded.get("status-a")
-    assert stored.spec.update_period_seconds == 80
-    assert stored.metadata.generation == 81
+    assert stored.spec.update_period_seconds == 180
+    assert stored.metadata.generation == 181
 
 
 async def test_watcher_in_another_process_sees_changes_in_order(embedded: EmbeddedDatastore, spawn) -> None:
@@ -186,3 +190,43 @@ async def test_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DatastoreError, match=str(path)):
         await datastore.list()
     await datastore.close()
+
+
+async def test_idle_watch_polls_without_reading_the_log(tmp_path: Path) -> None:
+    statements: list[str] = []
+
+    class TracedDatastore(EmbeddedDatastore):
+        def _watch_connection(self) -> sqlite3.Connection:
+            conn = super()._watch_connection()
+            conn.set_trace_callback(statements.append)
+            return conn
+
+    datastore = TracedDatastore(tmp_path / "datastore.db")
+    writer = EmbeddedDatastore(tmp_path / "datastore.db")
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in datastore.watch("0"):
+            seen.append(event.object.name)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        await writer.create(make_status())
+        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
+        statements.clear()
+        await asyncio.sleep(0.5)
+        polls = [s for s in statements if "data_version" in s]
+        assert len(polls) >= 4  # it kept polling...
+        assert not [s for s in statements if "FROM events" in s]  # ...without reading the log
+
+        await writer.create(make_status("status-b"))
+        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await datastore.close()
+        await writer.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from calico_nodestatus.cli.main import cli
-from calico_nodestatus.lab import LAB_ROOT_ENV, Lab, Peer, PeerType
+from calico_nodestatus.lab import Lab, Peer, PeerType
 
 pytestmark = pytest.mark.lab
 
@@ -18,14 +19,13 @@ CLI = str(Path(sys.executable).parent / "calico-nodestatus")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(LAB_ROOT_ENV, str(tmp_path_factory.mktemp("labroot")))
-        lab = Lab.up("healthlab", nodes=3, bird="1.6", ipv6=True)
-        try:
-            yield lab
-        finally:
-            lab.down()
+def lab() -> Iterator[Lab]:
+    # The default lab root and an owner pid: other sessions' stale-lab cleanup then leaves it alone.
+    lab = Lab.up("healthlab", nodes=3, bird="1.6", ipv6=True, owner_pid=os.getpid())
+    try:
+        yield lab
+    finally:
+        lab.down()
 
 
 def health(lab: Lab, node: int, *args: str) -> tuple[int, list[str]]:
@@ -72,8 +72,8 @@ def test_stopped_bird_fails_liveness_with_the_socket_error(lab: Lab) -> None:
         assert lines == [
             f"calico/node is not ready: bird is not live: unable to connect to BIRD socket {socket}: "
             "No such file or directory",
-            "calico/node is not ready: BIRD is not ready: error querying BIRD: unable to connect to BIRD socket "
-            f"{socket}: No such file or directory",
+            "calico/node is not ready: BIRD is not ready: error querying BIRD: "
+            f"unable to connect to BIRD socket {socket}: No such file or directory",
             "bird6 is live: BIRD 1.6.8: Daemon is up and running",  # the IPv6 daemon is untouched
         ]
     finally:

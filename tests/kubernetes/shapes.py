@@ -119,7 +119,7 @@ def already_exists(name: str) -> dict:
 
 
 def lease(
-    node: str, holder: str | None, resource_version: str, renew_time: str = "2026-03-02T10:20:00.123456Z"
+    node: str, holder: str | None, resource_version: str, renew_time: str = "2026-03-02T10:20:00.000000Z"
 ) -> dict:
     spec: dict[str, Any] = {
         "leaseDurationSeconds": 30,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from calico_nodestatus.datastore.base import (
     Conflict,
     DatastoreError,
     EventType,
+    InvalidResourceVersion,
     NotFound,
     Unavailable,
     WatchExpired,
@@ -448,24 +449,37 @@ async def test_leases_live_in_pod_namespace(
     apiserver.expect(
         "GET",
         "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/calico-nodestatus-node-a",
-        Reply(body=lease("node-a", "h", "3")),
+        Reply(body=lease("node-a", "h", "3", micro_time(datetime.now(UTC)))),
     )
     record = await (await open_datastore()).get_liveness("node-a")
     assert record is not None and record.holder == "h"
+
+
+def micro_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def test_liveness_records_and_release(
     apiserver: ReplayApiServer, open_datastore: DatastoreFactory
 ) -> None:
     path = f"{LEASES_PATH}/calico-nodestatus-node-a"
+    renewed = datetime.now(UTC).replace(microsecond=123456) - timedelta(seconds=5)
+    fresh = micro_time(renewed)
+    expired = micro_time(renewed - timedelta(seconds=60))
     apiserver.expect(
         "GET",
         path,
-        Reply(body=lease("node-a", "node-a/1", "7")),
-        Reply(body=lease("node-a", "node-a/1", "7")),
-        Reply(body=lease("node-a", "other", "8")),
+        Reply(body=lease("node-a", "node-a/1", "7", fresh)),
+        Reply(body=lease("node-a", "node-a/1", "7", expired)),
+        Reply(body=lease("node-a", "node-a/1", "7", fresh)),
+        Reply(body=lease("node-a", "other", "8", fresh)),
     )
-    apiserver.expect("PUT", path, Reply(body=lease("node-a", None, "8")))
+    apiserver.expect("PUT", path, Reply(body=lease("node-a", None, "8", fresh)))
+    leases = [
+        lease("node-b", "node-b/4", "5", fresh),
+        lease("node-a", None, "8", fresh),
+        lease("node-c", "c", "6", expired),
+    ]
     apiserver.expect(
         "GET",
         LEASES_PATH,
@@ -474,20 +488,42 @@ async def test_liveness_records_and_release(
                 "kind": "LeaseList",
                 "apiVersion": "coordination.k8s.io/v1",
                 "metadata": {"resourceVersion": "9"},
-                "items": [lease("node-b", "node-b/4", "5"), lease("node-a", None, "8")],
+                "items": leases,
             }
         ),
     )
     store = await open_datastore()
     record = await store.get_liveness("node-a")
     assert record is not None
-    assert (record.node, record.holder, record.ttl_seconds) == ("node-a", "node-a/1", 30.0)
-    assert record.renewed_at == datetime(2026, 3, 2, 10, 20, 0, 123456, tzinfo=UTC)
+    assert (record.node, record.holder, record.ttl_seconds, record.renewed_at) == (
+        "node-a",
+        "node-a/1",
+        30.0,
+        renewed,
+    )
+    assert await store.get_liveness("node-a") is None  # not renewed within its 30 s: absent
     await store.release_liveness("node-a", "node-a/1")
     assert "holderIdentity" not in apiserver.sent("PUT", path)[0].body["spec"]
     await store.release_liveness("node-a", "node-a/1")  # someone else holds it now: untouched
     assert len(apiserver.sent("PUT", path)) == 1
-    assert [r.node for r in await store.list_liveness()] == ["node-b"]  # released leases are not records
+    # Released (no holder) and expired leases are not records.
+    assert [r.node for r in await store.list_liveness()] == ["node-b"]
     assert apiserver.sent("GET", LEASES_PATH)[0].query == {
         "labelSelector": "app.kubernetes.io/managed-by=calico-nodestatus"
     }
+
+
+@pytest.mark.parametrize("revision", [None, "", "rv-7"])
+async def test_conditional_writes_need_a_revision(
+    open_datastore: DatastoreFactory, revision: str | None
+) -> None:
+    store = await open_datastore()
+    obj = new_object()
+    obj.metadata.resource_version = revision
+    with pytest.raises(InvalidResourceVersion, match=r"Metadata\.ResourceVersion"):
+        await store.update(obj)
+    with pytest.raises(InvalidResourceVersion):
+        await store.update_status(obj)
+    if revision is not None:
+        with pytest.raises(InvalidResourceVersion, match="a Delete request"):
+            await store.delete("node-a-status", revision)

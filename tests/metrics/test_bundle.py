@@ -181,3 +181,12 @@ def test_bundle_cli_reports_a_missing_rules_source(
     assert bundle.main([str(tmp_path)]) == 1
     assert "rules source not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_docs_list_every_metric_and_alert() -> None:
+    from calico_nodestatus.metrics.catalogue import AGENT_METRICS
+
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    missing = [spec.name for spec in AGENT_METRICS if f"`{spec.name}`" not in docs]
+    missing += [alert["alert"] for alert in _alerts() if f"| {alert['alert']} |" not in docs]
+    assert missing == []

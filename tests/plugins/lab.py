@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from calico_nodestatus.lab import Lab, LabError
-from calico_nodestatus.lab.system import bird_binaries
 from calico_nodestatus.lab.model import BirdVersion
+from calico_nodestatus.lab.system import bird_binaries
 
 LabFactory = Callable[..., Lab]
 

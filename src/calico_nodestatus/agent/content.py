@@ -6,6 +6,10 @@ Our rules, where upstream's are bugs (see the upstream gaps list, section A):
   or a zero counter equals an absent one, and list order is ignored (upstream's deep equality saw
   "changed" on every cycle whenever a family had no peers or routes, rewriting the object every
   period).
+- BIRD 1.6 prints a session's ``since`` (``HH:MM:SS``) computed from a relative clock, so the same
+  moment comes out one second apart from one query to the next (seen in the lab: IPv6 sessions
+  flip between ``01:23:53`` and ``01:23:54``). Such a jitter is not a change: the stored value is
+  kept (``keep_stable_since``), or a quiet node would be rewritten every few periods.
 """
 
 from __future__ import annotations
@@ -69,6 +73,45 @@ def build_status(
             else CalicoNodeBGPRouteStatus()
         ),
     )
+
+
+SINCE_JITTER_SECONDS = 1
+_DAY_SECONDS = 24 * 3600
+
+
+def _clock_seconds(since: str) -> int | None:
+    parts = since.split(":")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None  # a date (changes older than 20 h) or another format: compared exactly
+    hours, minutes, seconds = (int(part) for part in parts)
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _same_moment(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    sa, sb = _clock_seconds(a), _clock_seconds(b)
+    if sa is None or sb is None:
+        return False
+    difference = abs(sa - sb) % _DAY_SECONDS
+    return min(difference, _DAY_SECONDS - difference) <= SINCE_JITTER_SECONDS
+
+
+def keep_stable_since(
+    desired: CalicoNodeStatusStatus, stored: CalicoNodeStatusStatus
+) -> CalicoNodeStatusStatus:
+    """``desired`` with each peer's ``since`` replaced by the stored one when they differ only by
+    BIRD's rounding jitter (same peer, type and state)."""
+    updates = {}
+    for attribute in ("peers_v4", "peers_v6"):
+        previous = {(p.peer_ip, p.type, p.state): p.since for p in getattr(stored.bgp, attribute)}
+        peers = []
+        for peer in getattr(desired.bgp, attribute):
+            old = previous.get((peer.peer_ip, peer.type, peer.state))
+            jittered = old and peer.since and old != peer.since and _same_moment(old, peer.since)
+            peers.append(peer.model_copy(update={"since": old}) if jittered else peer)
+        updates[attribute] = peers
+    return desired.model_copy(update={"bgp": desired.bgp.model_copy(update=updates)})
 
 
 def _is_empty(value: Any) -> bool:

@@ -30,7 +30,13 @@ from calico_nodestatus.agent.budget import (
     annotation_value,
     fit_routes,
 )
-from calico_nodestatus.agent.content import CollectedSections, build_status, rfc3339_now, same_content
+from calico_nodestatus.agent.content import (
+    CollectedSections,
+    build_status,
+    keep_stable_since,
+    rfc3339_now,
+    same_content,
+)
 from calico_nodestatus.agent.logs import log_event
 from calico_nodestatus.agent.schedule import Scheduler
 from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
@@ -362,7 +368,7 @@ class NodeStatusAgent:
             if tracked is None:
                 return
             current = tracked.obj
-            fitted, omitted = self._fit(current, desired)
+            fitted, omitted = self._fit(current, keep_stable_since(desired, current.status))
             annotation = annotation_value(omitted)
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
             annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation

@@ -19,6 +19,7 @@ from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.errors import (
     BirdError,
     BirdProtocolError,
+    BirdReconfigurationInterrupt,
     BirdTimeout,
     BirdUnavailable,
     command_error,
@@ -172,10 +173,17 @@ class BirdClient:
         """Routes in batches as the reply streams in. A `8004 Stopped due to reconfiguration`
         raises BirdReconfigurationInterrupt after every batch read before it was yielded."""
         parser = parse.RouteParser()
-        async for lines in self.stream(command):
-            batch = parser.feed(lines)
-            if batch:
-                yield batch
+        try:
+            async for lines in self.stream(command):
+                batch = parser.feed(lines)
+                if batch:
+                    yield batch
+        except BirdReconfigurationInterrupt:
+            # The route read last is complete too: no more next-hop lines can follow it.
+            tail = parser.finish()
+            if tail:
+                yield tail
+            raise
         tail = parser.finish()
         if tail:
             yield tail

@@ -13,13 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from calico_nodestatus.api import (
-    CalicoNodeAgentStatus,
-    CalicoNodeBGPRouteStatus,
-    CalicoNodeBGPStatus,
-    CalicoNodeStatusStatus,
-    NodeStatusClass,
-)
+from calico_nodestatus.api import CalicoNodeStatusStatus, NodeStatusClass
 from calico_nodestatus.bird.client import (
     CALICO_SOCKETS_V4,
     CALICO_SOCKETS_V6,
@@ -33,10 +27,8 @@ from calico_nodestatus.collect.sections import (
     DEFAULT_ROUTE_LIMIT,
     RouteAccumulator,
     RouteTally,
-    daemon_status,
-    is_bgp_peer,
-    is_ipv6_peer,
-    peer_section,
+    bgp_by_family,
+    status_sections,
 )
 
 ALL_CLASSES = (NodeStatusClass.AGENT, NodeStatusClass.BGP, NodeStatusClass.ROUTES)
@@ -121,11 +113,8 @@ class _Collector:
                 self.durations[cls] += time.perf_counter() - started
 
     async def _bgp(self, client: BirdClient, families: tuple[int, ...]) -> None:
-        for details in await client.show_protocols_all():
-            if not is_bgp_peer(details):
-                continue
-            family = families[0] if len(families) == 1 else (6 if is_ipv6_peer(details) else 4)
-            self.protocols[family].append(details)
+        for family, details in bgp_by_family(await client.show_protocols_all(), families).items():
+            self.protocols[family] = details
 
     async def _routes(self, client: BirdClient, families: tuple[int, ...]) -> None:
         # A BIRD reconfigure interrupts `show route` with 8004; the table is then being rebuilt,
@@ -218,32 +207,12 @@ def _result(
     answered: dict[int, str | None],
     elapsed: float,
 ) -> CollectionResult:
-    sections: dict[str, object] = {}
-    if NodeStatusClass.AGENT in classes:
-        sections["agent"] = CalicoNodeAgentStatus(
-            bird_v4=daemon_status(collector.daemons[4]), bird_v6=daemon_status(collector.daemons[6])
-        )
-    unknown: set[str] = set()
-    if NodeStatusClass.BGP in classes:
-        v4 = peer_section(collector.protocols[4])
-        v6 = peer_section(collector.protocols[6])
-        unknown.update(v4.unknown_names, v6.unknown_names)
-        sections["bgp"] = CalicoNodeBGPStatus(
-            number_established_v4=v4.established,
-            number_not_established_v4=v4.not_established,
-            number_established_v6=v6.established,
-            number_not_established_v6=v6.not_established,
-            peers_v4=v4.peers,
-            peers_v6=v6.peers,
-        )
     routes = collector.routes
-    if NodeStatusClass.ROUTES in classes:
-        sections["routes"] = CalicoNodeBGPRouteStatus(routes_v4=routes.routes_v4, routes_v6=routes.routes_v6)
-        unknown.update(routes.unknown_protocols())
+    status, unknown = status_sections(classes, collector.daemons, collector.protocols, routes)
     totals = {4: routes.total(False), 6: routes.total(True)}
     kept = {4: len(routes.routes_v4), 6: len(routes.routes_v6)}
     return CollectionResult(
-        status=CalicoNodeStatusStatus.model_validate(sections),
+        status=status,
         classes=classes,
         errors=collector.errors,
         durations=collector.durations,
@@ -253,7 +222,7 @@ def _result(
         route_tallies={4: routes.tallies(False), 6: routes.tallies(True)},
         routes_total=totals,
         routes_truncated={f: totals[f] - kept[f] for f in FAMILIES},
-        unknown_protocols=tuple(sorted(unknown)),
+        unknown_protocols=unknown,
         elapsed=elapsed,
         notes=tuple(collector.notes),
     )

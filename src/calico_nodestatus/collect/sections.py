@@ -16,11 +16,16 @@ from calico_nodestatus.api import (
     BGPDaemonStatus,
     BGPPeerType,
     BGPSessionState,
+    CalicoNodeAgentStatus,
+    CalicoNodeBGPRouteStatus,
+    CalicoNodeBGPStatus,
     CalicoNodePeer,
     CalicoNodeRoute,
     CalicoNodeRouteLearnedFrom,
     CalicoNodeRouteSourceType,
     CalicoNodeRouteType,
+    CalicoNodeStatusStatus,
+    NodeStatusClass,
 )
 from calico_nodestatus.bird.names import PeerKind, decode_peer_name
 from calico_nodestatus.bird.types import DaemonStatus, ProtocolDetails, Route, RouteKind
@@ -214,3 +219,50 @@ class RouteAccumulator:
 
     def unknown_protocols(self) -> tuple[str, ...]:
         return tuple(sorted({p for (p, _, _) in self.by_protocol if route_source(p).source_type is None}))
+
+
+def bgp_by_family(
+    details: Iterable[ProtocolDetails], families: tuple[int, ...]
+) -> dict[int, list[ProtocolDetails]]:
+    """The BGP protocols of one daemon, per family: a BIRD 1.6 daemon serves one family, a BIRD 2
+    daemon both (each session then goes by its neighbour's address family)."""
+    result: dict[int, list[ProtocolDetails]] = {family: [] for family in families}
+    for item in details:
+        if not is_bgp_peer(item):
+            continue
+        family = families[0] if len(families) == 1 else (6 if is_ipv6_peer(item) else 4)
+        result.setdefault(family, []).append(item)
+    return result
+
+
+def status_sections(
+    classes: Iterable[NodeStatusClass],
+    daemons: dict[int, DaemonStatus | None],
+    protocols: dict[int, Sequence[ProtocolDetails]],
+    routes: RouteAccumulator,
+) -> tuple[CalicoNodeStatusStatus, tuple[str, ...]]:
+    """The status for the requested classes (others stay empty: the caller merges), and the
+    protocol names that could not be decoded. Each family is filled on its own."""
+    sections: dict[str, object] = {}
+    unknown: set[str] = set()
+    wanted = set(classes)
+    if NodeStatusClass.AGENT in wanted:
+        sections["agent"] = CalicoNodeAgentStatus(
+            bird_v4=daemon_status(daemons.get(4)), bird_v6=daemon_status(daemons.get(6))
+        )
+    if NodeStatusClass.BGP in wanted:
+        v4 = peer_section(protocols.get(4, ()))
+        v6 = peer_section(protocols.get(6, ()))
+        unknown.update(v4.unknown_names, v6.unknown_names)
+        sections["bgp"] = CalicoNodeBGPStatus(
+            number_established_v4=v4.established,
+            number_not_established_v4=v4.not_established,
+            number_established_v6=v6.established,
+            number_not_established_v6=v6.not_established,
+            peers_v4=v4.peers,
+            peers_v6=v6.peers,
+        )
+    if NodeStatusClass.ROUTES in wanted:
+        sections["routes"] = CalicoNodeBGPRouteStatus(routes_v4=routes.routes_v4, routes_v6=routes.routes_v6)
+        unknown.update(routes.unknown_protocols())
+    return CalicoNodeStatusStatus.model_validate(sections), tuple(sorted(unknown))

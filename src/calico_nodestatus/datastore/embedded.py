@@ -280,21 +280,27 @@ class EmbeddedDatastore(Datastore):
     async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
         after = parse_resource_version(resource_version, "a Watch")
         conn = await asyncio.to_thread(self._watch_connection)
+        # A cancelled poll may still be running in its thread: closing waits for it to finish.
+        in_use = threading.Lock()
         try:
             seen_data_version: int | None = None
             while True:
                 rows, seen_data_version = await asyncio.to_thread(
-                    self._poll_events, conn, after, node, seen_data_version
+                    self._poll_events, conn, in_use, after, node, seen_data_version
                 )
                 for revision, event_type, body in rows:
                     after = revision
                     if body is not None:
-                        obj = _decode(body, revision)
-                        yield WatchEvent(EventType(event_type), obj, str(revision))
+                        yield WatchEvent(EventType(event_type), _decode(body, revision), str(revision))
                 if not rows:
                     await asyncio.sleep(WATCH_POLL_INTERVAL_S)
         finally:
-            await asyncio.to_thread(conn.close)
+
+            def close() -> None:
+                with in_use:
+                    conn.close()
+
+            await asyncio.to_thread(close)
 
     def _watch_connection(self) -> sqlite3.Connection:
         try:
@@ -303,30 +309,36 @@ class EmbeddedDatastore(Datastore):
             raise self._unavailable(error) from error
 
     def _poll_events(
-        self, conn: sqlite3.Connection, after: int, node: str | None, seen_data_version: int | None
+        self,
+        conn: sqlite3.Connection,
+        in_use: threading.Lock,
+        after: int,
+        node: str | None,
+        seen_data_version: int | None,
     ) -> tuple[list[tuple[int, str, str | None]], int | None]:
         """Events after `after` (bodies only for `node`'s), or none if nothing was committed since."""
-        try:
-            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            if data_version == seen_data_version:
-                return [], seen_data_version
-            conn.execute("BEGIN")
+        with in_use:
             try:
-                compacted = conn.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()[0]
-                if after + 1 < compacted:
-                    raise WatchExpired(
-                        f"revision {after} is older than the retained event log (starts at {compacted}); "
-                        "list again and watch from the list's revision"
-                    )
-                rows = conn.execute(
-                    "SELECT revision, type, CASE WHEN :node IS NULL OR node = :node THEN body END "
-                    "FROM events WHERE revision > :after ORDER BY revision LIMIT :limit",
-                    {"node": node, "after": after, "limit": WATCH_BATCH},
-                ).fetchall()
-            finally:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error as error:
-            raise self._unavailable(error) from error
+                data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                if data_version == seen_data_version:
+                    return [], seen_data_version
+                conn.execute("BEGIN")
+                try:
+                    compacted = conn.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()[0]
+                    if after + 1 < compacted:
+                        raise WatchExpired(
+                            f"revision {after} is older than the retained event log (starts at {compacted}); "
+                            "list again and watch from the list's revision"
+                        )
+                    rows = conn.execute(
+                        "SELECT revision, type, CASE WHEN :node IS NULL OR node = :node THEN body END "
+                        "FROM events WHERE revision > :after ORDER BY revision LIMIT :limit",
+                        {"node": node, "after": after, "limit": WATCH_BATCH},
+                    ).fetchall()
+                finally:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                raise self._unavailable(error) from error
         # A full batch means more may be waiting: forget the data version so the next poll reads on.
         return rows, (None if len(rows) == WATCH_BATCH else data_version)
 

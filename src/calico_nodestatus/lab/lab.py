@@ -88,6 +88,17 @@ class Daemon:
 
 
 @dataclass(frozen=True, slots=True)
+class Leftovers:
+    namespaces: tuple[str, ...]
+    pids: tuple[int, ...]
+    directory: Path | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.namespaces and not self.pids and self.directory is None
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A BGP protocol row of `show protocols`: BIRD's protocol state, BGP state and extra info."""
 
@@ -287,7 +298,7 @@ class Lab:
         else:
             cls.destroy(name)  # leftovers of an earlier failed or interrupted run
             lab = cls(
-                cls._plan(
+                cls.plan(
                     name=name,
                     version=version,
                     count=nodes,
@@ -298,17 +309,22 @@ class Lab:
             )
             try:
                 lab._build(progress)
+                lab._wait_after_up(wait, timeout, progress)
             except BaseException:
-                progress(f"lab {name}: build failed; cleaning up")
+                progress(f"lab {name}: bring-up failed; cleaning up")
                 cls.destroy(name)
                 raise
-        if wait:
-            progress(f"lab {name}: waiting for BGP sessions to reach Established")
-            lab.wait_established(timeout=timeout)
+            return lab
+        lab._wait_after_up(wait, timeout, progress)
         return lab
 
+    def _wait_after_up(self, wait: bool, timeout: float, progress: Progress) -> None:
+        if wait:
+            progress(f"lab {self.name}: waiting for BGP sessions to reach Established")
+            self.wait_established(timeout=timeout)
+
     @classmethod
-    def _plan(
+    def plan(
         cls,
         *,
         name: str,
@@ -318,6 +334,7 @@ class Lab:
         calico_timers: bool,
         owner: int | None,
     ) -> LabState:
+        """The state `up` would build (names, addresses, paths), without touching the machine."""
         directory = lab_root() / name
         nodes = [
             NodeState(
@@ -383,33 +400,37 @@ class Lab:
         Lab.destroy(self.name, progress)
 
     @classmethod
-    def destroy(cls, name: str, progress: Progress = _quiet) -> None:
-        """Removes everything of lab `name` found by prefix, whether or not its state file exists."""
+    def leftovers(cls, name: str) -> Leftovers:
+        """What of lab `name` exists on the machine: namespaces, processes, its directory."""
         validate_lab_name(name)
         directory = lab_root() / name
         prefix = cls.namespace_prefix(name)
         namespaces = [ns for ns in system.list_namespaces() if ns.startswith(prefix)]
-        # BIRD daemonizes out of its namespace's pid list only if it changed namespace, so the
-        # namespaces' pids plus any process naming the lab directory cover every daemon and agent.
+        # Processes inside the namespaces (daemons, agents started with `lab exec`) and any
+        # process naming the lab directory (e.g. a client started outside the namespaces).
         pids = {pid for ns in namespaces for pid in system.namespace_pids(ns)}
-        pids |= set(cls._processes_naming(directory))
-        if namespaces or pids or directory.exists():
-            progress(f"lab {name}: stopping {len(pids)} processes, deleting {len(namespaces)} namespaces")
-        system.terminate(sorted(pids))
-        for ns in namespaces:
-            system.delete_namespace(ns)
-        shutil.rmtree(directory, ignore_errors=True)
-
-    @staticmethod
-    def _processes_naming(directory: Path) -> list[int]:
         marker = f"{directory}/"
-        found = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != os.getpid():
-                cmdline = system.process_cmdline(int(entry.name))
-                if any(marker in arg for arg in cmdline) and system.process_alive(int(entry.name)):
-                    found.append(int(entry.name))
-        return found
+                pid = int(entry.name)
+                if any(marker in arg for arg in system.process_cmdline(pid)) and system.process_alive(pid):
+                    pids.add(pid)
+        return Leftovers(tuple(namespaces), tuple(sorted(pids)), directory if directory.exists() else None)
+
+    @classmethod
+    def destroy(cls, name: str, progress: Progress = _quiet) -> None:
+        """Removes everything of lab `name` found by prefix, whether or not its state file exists."""
+        found = cls.leftovers(name)
+        if found.empty:
+            return
+        progress(
+            f"lab {name}: stopping {len(found.pids)} processes, deleting {len(found.namespaces)} namespaces"
+        )
+        system.terminate(found.pids)
+        for ns in found.namespaces:
+            system.delete_namespace(ns)
+        if found.directory is not None:
+            shutil.rmtree(found.directory, ignore_errors=True)
 
     @classmethod
     def all_names(cls) -> list[str]:

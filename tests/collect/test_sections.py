@@ -1,0 +1,167 @@
+"""Transcripts → status sections, with the expected wire output written out."""
+
+from __future__ import annotations
+
+from calico_nodestatus.api import NodeStatusClass
+from calico_nodestatus.bird import parse
+from calico_nodestatus.bird.types import Route, RouteKind
+from calico_nodestatus.collect.sections import (
+    RouteAccumulator,
+    bgp_by_family,
+    status_sections,
+)
+from tests.bird.transcripts import lines
+
+ALL = tuple(NodeStatusClass)
+
+
+def _bird16(scenario: str, phase: str = "") -> dict:
+    """Status of node 1 from BIRD 1.6 transcripts: bird (IPv4) and bird6 (IPv6)."""
+    routes = RouteAccumulator()
+    daemons, protocols = {}, {}
+    for family, daemon in ((4, ""), (6, "bird6__")):
+        daemons[family] = parse.parse_status(lines("1.6.8", scenario, f"{daemon}show_status"))
+        details = parse.parse_protocols_all(lines("1.6.8", scenario, f"{phase}{daemon}show_protocols_all"))
+        protocols.update(bgp_by_family(details, (family,)))
+        routes.add(parse.parse_routes(lines("1.6.8", scenario, f"{phase}{daemon}show_route")))
+    status, unknown = status_sections(ALL, daemons, protocols, routes)
+    assert unknown == ()
+    return status.to_wire()
+
+
+def _bird2(scenario: str, phase: str = "") -> dict:
+    routes = RouteAccumulator()
+    daemon = parse.parse_status(lines("2.0.12", scenario, f"{phase}show_status"))
+    details = parse.parse_protocols_all(lines("2.0.12", scenario, f"{phase}show_protocols_all"))
+    routes.add(parse.parse_routes(lines("2.0.12", scenario, f"{phase}show_route")))
+    status, _ = status_sections(ALL, {4: daemon, 6: daemon}, bgp_by_family(details, (4, 6)), routes)
+    return status.to_wire()
+
+
+def test_mesh3_bird16() -> None:
+    wire = _bird16("mesh3")
+    ready = {"state": "Ready", "version": "1.6.8", "routerID": "198.18.0.1"}
+    assert {k: wire["agent"]["birdV4"][k] for k in ready} == ready
+    assert wire["agent"]["birdV6"]["state"] == "Ready"
+    assert wire["bgp"] == {
+        "numberEstablishedV4": 2,
+        "numberNotEstablishedV4": 0,
+        "numberEstablishedV6": 2,
+        "numberNotEstablishedV6": 0,
+        "peersV4": [
+            {"peerIP": "198.18.0.2", "type": "NodeMesh", "state": "Established", "since": "00:34:52"},
+            {"peerIP": "198.18.0.3", "type": "NodeMesh", "state": "Established", "since": "00:34:52"},
+        ],
+        "peersV6": [
+            {"peerIP": "2001:db8::2", "type": "NodeMesh", "state": "Established", "since": "00:34:52"},
+            {"peerIP": "2001:db8::3", "type": "NodeMesh", "state": "Established", "since": "00:34:52"},
+        ],
+    }
+    assert wire["routes"]["routesV4"] == [
+        {"type": "FIB", "destination": "198.19.0.0/26", "gateway": "N/A", "interface": "blackhole",
+         "learnedFrom": {"sourceType": "Static"}},
+        {"type": "FIB", "destination": "198.19.0.64/26", "gateway": "198.18.0.2", "interface": "eth0",
+         "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.2"}},
+        {"type": "FIB", "destination": "198.19.0.128/26", "gateway": "198.18.0.3", "interface": "eth0",
+         "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.3"}},
+        {"type": "FIB", "destination": "198.18.0.0/24", "gateway": "N/A", "interface": "eth0",
+         "learnedFrom": {"sourceType": "Direct"}},
+    ]  # fmt: skip
+    v6 = {r["destination"]: r for r in wire["routes"]["routesV6"]}
+    assert v6["2001:db8:1::40/122"]["learnedFrom"] == {"sourceType": "NodeMesh", "peerIP": "2001:db8::2"}
+    assert v6["2001:db8:1::/122"]["interface"] == "blackhole"
+
+
+def test_mesh3_bird2_splits_one_daemon_by_family() -> None:
+    wire = _bird2("mesh3")
+    assert wire["agent"]["birdV4"] == wire["agent"]["birdV6"]
+    assert wire["agent"]["birdV4"]["version"] == "2.0.12"
+    assert [p["peerIP"] for p in wire["bgp"]["peersV4"]] == ["198.18.0.2", "198.18.0.3"]
+    assert [p["peerIP"] for p in wire["bgp"]["peersV6"]] == ["2001:db8::2", "2001:db8::3"]
+    assert wire["bgp"]["numberEstablishedV4"] == 2 and wire["bgp"]["numberEstablishedV6"] == 2
+    assert all(":" not in r["destination"] for r in wire["routes"]["routesV4"])
+    assert all(":" in r["destination"] for r in wire["routes"]["routesV6"])
+
+
+def test_peerdown_states_and_counters() -> None:
+    details = parse.parse_protocols_all(
+        lines("1.6.8", "peerdown", "t0_before__show_protocols_all_Mesh_198_18_0_4")
+    )
+    status, _ = status_sections((NodeStatusClass.BGP,), {}, bgp_by_family(details, (4,)), RouteAccumulator())
+    assert status.to_wire()["bgp"] == {
+        "numberEstablishedV4": 0,
+        "numberNotEstablishedV4": 1,
+        "numberEstablishedV6": 0,
+        "numberNotEstablishedV6": 0,
+        "peersV4": [
+            {"peerIP": "198.18.0.4", "type": "NodeMesh", "state": "Idle", "since": details[0].protocol.since}
+        ],
+    }
+
+
+def test_peertypes_sources_and_ecmp() -> None:
+    wire = _bird16("peertypes")
+    peers = {p["peerIP"]: p["type"] for p in wire["bgp"]["peersV4"]}
+    assert peers == {"198.18.0.2": "NodeMesh", "198.18.0.4": "GlobalPeer", "198.18.0.3": "NodePeer"}
+    routes = wire["routes"]["routesV4"]
+    shared = [r for r in routes if r["destination"] == "198.18.100.0/24"]
+    assert shared == [
+        {"type": "FIB", "destination": "198.18.100.0/24", "gateway": "198.18.0.2", "interface": "eth0",
+         "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.2"}},
+        {"type": "RIB", "destination": "198.18.100.0/24", "gateway": "198.18.0.4", "interface": "eth0",
+         "learnedFrom": {"sourceType": "BGPPeer", "peerIP": "198.18.0.4"}},
+        {"type": "RIB", "destination": "198.18.100.0/24", "gateway": "198.18.0.3", "interface": "eth0",
+         "learnedFrom": {"sourceType": "BGPPeer", "peerIP": "198.18.0.3"}},
+    ]  # fmt: skip
+    by_dest = {r["destination"]: r for r in routes}
+    # Upstream aborts the whole cycle on these two (A7); we report them.
+    assert by_dest["198.18.110.0/24"] == {
+        "type": "FIB", "destination": "198.18.110.0/24", "gateway": "198.18.0.2", "interface": "eth0",
+        "learnedFrom": {"sourceType": "Static"},
+    }  # fmt: skip
+    assert by_dest["198.18.98.0/24"]["interface"] == "prohibited"
+    assert by_dest["198.19.0.5/32"] == {
+        "type": "FIB", "destination": "198.19.0.5/32", "gateway": "N/A", "interface": "cali0a1b2c3d4e5",
+        "learnedFrom": {"sourceType": "Kernel"},
+    }  # fmt: skip
+    assert len(routes) == 15
+
+
+def test_graceful_restart_is_not_ready_but_keeps_fields() -> None:
+    wire = _bird2("gr", "c03_3s_after_restart__")
+    assert wire["agent"]["birdV4"]["state"] == "NotReady"
+    assert wire["agent"]["birdV4"]["routerID"] == "198.18.0.1"
+    assert wire["bgp"]["numberEstablishedV4"] == 2 and wire["bgp"]["numberNotEstablishedV4"] == 1
+
+
+def test_missing_ipv6_daemon_keeps_ipv4() -> None:
+    daemon = parse.parse_status(lines("1.6.8", "mesh3", "show_status"))
+    details = parse.parse_protocols_all(lines("1.6.8", "mesh3", "show_protocols_all"))
+    routes = RouteAccumulator()
+    routes.add(parse.parse_routes(lines("1.6.8", "mesh3", "show_route")))
+    status, _ = status_sections(ALL, {4: daemon, 6: None}, bgp_by_family(details, (4,)), routes)
+    wire = status.to_wire()
+    assert wire["agent"]["birdV6"] == {"state": "NotReady"}
+    assert wire["agent"]["birdV4"]["state"] == "Ready"
+    assert wire["bgp"]["numberEstablishedV4"] == 2 and len(wire["bgp"]["peersV4"]) == 2
+    assert "peersV6" not in wire["bgp"]  # empty and absent are the same thing
+    assert len(wire["routes"]["routesV4"]) == 4 and "routesV6" not in wire["routes"]
+
+
+def test_unknown_protocol_and_port_names_do_not_discard_routes() -> None:
+    def route(prefix: str, protocol: str) -> Route:
+        return Route(prefix, RouteKind.VIA, "198.18.0.7", "eth0", protocol, True, False, None, ())
+
+    routes = RouteAccumulator(limit=2)
+    routes.add([route("198.19.1.0/26", "my_custom_bgp"), route("198.19.2.0/26", "Node_198_18_0_7_port_8179"),
+                route("198.19.3.0/26", "Mesh_198_18_0_7")])  # fmt: skip
+    status, unknown = status_sections((NodeStatusClass.ROUTES,), {}, {}, routes)
+    assert unknown == ("my_custom_bgp",)
+    assert [r["learnedFrom"] for r in status.to_wire()["routes"]["routesV4"]] == [
+        {},
+        {"sourceType": "BGPPeer", "peerIP": "198.18.0.7"},
+    ]
+    assert routes.total(False) == 3  # the limit trims the status, not the counts
+    assert {k: (t.fib, t.rib) for k, t in routes.tallies(False).items()} == {
+        "Other": (1, 0), "BGPPeer": (1, 0), "NodeMesh": (1, 0),
+    }  # fmt: skip
