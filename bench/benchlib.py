@@ -170,3 +170,53 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
         time.sleep(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class Etcd:
+    endpoint: str
+    pid: int
+    data_dir: Path
+
+    def db_size_mib(self) -> float:
+        return sum(f.stat().st_size for f in self.data_dir.rglob("*.db")) / 2**20
+
+
+@contextlib.contextmanager
+def etcd_server(quota_bytes: int = 8 * 2**30) -> Iterator[Etcd]:
+    """A real etcd on loopback with a temporary data dir, stopped and removed on exit."""
+    import shutil
+    import tempfile
+    import urllib.request
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-etcd-"))
+    client, peer = free_port(), free_port()
+    argv = [
+        "/usr/bin/etcd",
+        "--name=bench",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls=http://127.0.0.1:{client}",
+        f"--advertise-client-urls=http://127.0.0.1:{client}",
+        f"--listen-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-cluster=bench=http://127.0.0.1:{peer}",
+        f"--quota-backend-bytes={quota_bytes}",
+        "--log-level=error",
+    ]
+    try:
+        with child(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+            endpoint = f"http://127.0.0.1:{client}"
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{endpoint}/health", timeout=1) as reply:
+                        if b"true" in reply.read():
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("etcd did not become healthy within 15 s")
+                time.sleep(0.1)
+            yield Etcd(endpoint, process.pid, data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

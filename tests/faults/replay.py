@@ -25,6 +25,7 @@ class Fault(enum.StrEnum):
     CUT = "cut"  # send half the reply, cut mid-line, close the connection
     GARBAGE = "garbage"  # real reply with a line replaced by undecodable/control bytes
     HUGE = "huge"  # a `show route` reply of `huge_bytes`, real route lines repeated
+    HOSTILE = "hostile"  # real reply with terminal escapes in fields and a 60,000-char interface
 
 
 def transcript(version: str, scenario: str, name: str) -> bytes:
@@ -71,6 +72,18 @@ def garbage_reply(reply: bytes) -> bytes:
     return b"".join(lines)
 
 
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x08\x7f"
+LONG_FIELD = 60_000  # under the client's 64 KiB line limit, so it reaches the parser
+
+
+def hostile_reply(reply: bytes) -> bytes:
+    """The real reply with escapes glued to every interface name and the first one 60,000 chars."""
+    text = reply.decode()
+    first = text.index(" on eth0")
+    text = text[:first] + " on eth0" + "x" * LONG_FIELD + text[first + len(" on eth0") :]
+    return text.replace(" on eth0", " on eth0" + ESCAPES).encode()
+
+
 @dataclass
 class ReplayServer:
     path: Path
@@ -96,6 +109,8 @@ class ReplayServer:
             return False
         if fault is Fault.GARBAGE:
             reply = garbage_reply(reply)
+        if fault is Fault.HOSTILE:
+            reply = hostile_reply(reply)
         if fault is Fault.HUGE:
             for chunk in huge_route_reply(reply, self.huge_bytes):
                 writer.write(chunk)

@@ -272,12 +272,23 @@ def test_lab_of_a_failing_test_is_removed(tmp_path: Path) -> None:
 def test_lab_of_a_killed_owner_is_stale_and_removed(lab_name_factory: Callable[[], str]) -> None:
     name = lab_name_factory()
     script = (
-        f"import os; from calico_nodestatus.lab import Lab; Lab.up({name!r}, nodes=1, owner_pid=os.getpid())"
+        "import os, sys\n"
+        "from calico_nodestatus.lab import Lab\n"
+        "Lab.up(sys.argv[1], nodes=1, owner_pid=os.getpid())\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.read()\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "up\n"
+        assert name not in Lab.stale_names()  # its owner is alive
+    finally:
+        owner.kill()  # dies without tearing down, like a killed test session
+        owner.wait()
     assert name in Lab.stale_names()
-    result = subprocess.run([*CLI, "lab", "down", "--all-stale"], capture_output=True, text=True, check=True)
-    assert name in result.stdout
+    subprocess.run([*CLI, "lab", "down", "--all-stale"], capture_output=True, text=True, check=True)
     assert_nothing_left(name)
 
 

@@ -20,6 +20,17 @@ HEADROOM_BYTES = 512
 MIN_SIZE_BUDGET_BYTES = 4 * 1024
 
 
+# The smallest route BIRD can produce on the wire: no route is cheaper, so no more than
+# `max_routes_within(budget)` routes can ever be kept in an object.
+_SMALLEST_ROUTE = {"type": "FIB", "destination": "::/0", "gateway": "N/A", "learnedFrom": {}}
+
+
+def max_routes_within(budget_bytes: int) -> int:
+    """An upper bound on the routes an object of ``budget_bytes`` can hold; the agent never holds
+    more per family and route type, however large BIRD's table (memory stays bounded)."""
+    return budget_bytes // (serialised_size(_SMALLEST_ROUTE) + 1)
+
+
 def serialised_size(document: Mapping[str, Any]) -> int:
     """Bytes of the compact JSON encoding, the form datastores store and send."""
     return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())

@@ -1,12 +1,14 @@
 """The agent's BIRD collector: one ``collect.gather`` call per tick for the union of the classes
 every due object asks for (``gather`` itself sends each BIRD command once per family).
 
-Routes are not capped here (``route_limit=None``): the agent's size budget decides what is left
-out, FIB first, and counts it in the routes-omitted annotation.
+Routes are capped only at what the size budget could ever hold, per family and FIB/RIB type (so
+a 100 MB table never sits in memory); the budget then decides what is left out, FIB first, and
+counts it in the routes-omitted annotation.
 """
 
 from __future__ import annotations
 
+from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, max_routes_within
 from calico_nodestatus.agent.content import CollectedSections
 from calico_nodestatus.agent.runner import Collector
 from calico_nodestatus.api import NodeStatusClass
@@ -28,11 +30,17 @@ def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass])
     )
 
 
-def bird_collector(bird_socket: str | None = None, bird6_socket: str | None = None) -> Collector:
+def bird_collector(
+    bird_socket: str | None = None,
+    bird6_socket: str | None = None,
+    size_budget_bytes: int = DEFAULT_SIZE_BUDGET_BYTES,
+) -> Collector:
     """A collector for this node's BIRD; None sockets mean Calico's socket discovery."""
     sockets = BirdSockets.from_overrides(bird_socket, bird6_socket)
+    route_limit = max_routes_within(size_budget_bytes)
 
     async def collect(classes: frozenset[NodeStatusClass]) -> CollectedSections:
-        return sections_from(await gather(sockets, classes, route_limit=None), classes)
+        result = await gather(sockets, classes, route_limit=route_limit, route_limit_per_type=True)
+        return sections_from(result, classes)
 
     return collect

@@ -119,7 +119,8 @@ def agent_command(
 
     async def run() -> None:
         async with open_datastore(config) as datastore:
-            agent = NodeStatusAgent(datastore, settings, bird_collector(bird_socket, bird6_socket))
+            collector = bird_collector(bird_socket, bird6_socket, size_budget)
+            agent = NodeStatusAgent(datastore, settings, collector)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, agent.stop)

@@ -81,13 +81,15 @@ class CollectionResult:
 
 
 class _Collector:
-    def __init__(self, classes: tuple[NodeStatusClass, ...], route_limit: int | None) -> None:
+    def __init__(
+        self, classes: tuple[NodeStatusClass, ...], route_limit: int | None, limit_per_type: bool
+    ) -> None:
         self.classes = classes
         self.errors: dict[tuple[int, NodeStatusClass], BirdError] = {}
         self.durations: dict[NodeStatusClass, float] = dict.fromkeys(classes, 0.0)
         self.daemons: dict[int, DaemonStatus | None] = dict.fromkeys(FAMILIES)
         self.protocols: dict[int, list[ProtocolDetails]] = {4: [], 6: []}
-        self.routes = RouteAccumulator(limit=route_limit)
+        self.routes = RouteAccumulator(limit=route_limit, limit_per_type=limit_per_type)
         self.notes: list[str] = []
 
     def fail(self, families: Iterable[int], cls: NodeStatusClass, error: BirdError) -> None:
@@ -120,7 +122,7 @@ class _Collector:
         # A BIRD reconfigure interrupts `show route` with 8004; the table is then being rebuilt,
         # so start over once, and keep what was read if it happens again (upstream-gaps A8).
         for attempt in (1, 2):
-            accumulator = RouteAccumulator(limit=self.routes.limit)
+            accumulator = RouteAccumulator(limit=self.routes.limit, limit_per_type=self.routes.limit_per_type)
             try:
                 async for batch in client.routes():
                     accumulator.add(batch)
@@ -155,15 +157,18 @@ async def gather(
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     deadline: float = DEFAULT_DEADLINE,
     route_limit: int | None = DEFAULT_ROUTE_LIMIT,
+    route_limit_per_type: bool = False,
 ) -> CollectionResult:
     """Collect the requested classes from BIRD for both families, once per needed command.
 
-    Never raises for BIRD trouble: unreachable daemons and failed queries are in `errors`, and
-    each family's sections are filled independently."""
+    `route_limit` caps the routes kept per family (per family and FIB/RIB type with
+    `route_limit_per_type`); all of them are still counted. Never raises for BIRD trouble:
+    unreachable daemons and failed queries are in `errors`, and each family's sections are filled
+    independently."""
     sockets = sockets or BirdSockets()
     wanted = {NodeStatusClass(c) for c in classes}
     ordered = tuple(c for c in ALL_CLASSES if c in wanted)
-    collector = _Collector(ordered, route_limit)
+    collector = _Collector(ordered, route_limit, route_limit_per_type)
     answered: dict[int, str | None] = dict.fromkeys(FAMILIES)
     started = time.perf_counter()
 

@@ -48,6 +48,20 @@ _SESSION_STATES = {s.value: s for s in BGPSessionState} | {
 }
 
 
+# Longer than any text BIRD prints for a field the API carries (addresses, interface names,
+# times, versions); anything longer is not BIRD output worth storing.
+MAX_TEXT_CHARS = 253
+
+
+def clean_text(text: str | None) -> str | None:
+    """BIRD text as it may be stored: non-printable characters (controls, escapes) removed and
+    the length capped at MAX_TEXT_CHARS, so a garbled reply cannot inject terminal escapes into
+    `get` output or bloat the object."""
+    if text is None or (len(text) <= MAX_TEXT_CHARS and text.isprintable()):
+        return text
+    return "".join(ch for ch in text[: MAX_TEXT_CHARS * 4] if ch.isprintable())[:MAX_TEXT_CHARS]
+
+
 def daemon_status(status: DaemonStatus | None) -> BGPDaemonStatus:
     """`Ready` only when BIRD answered and is running normally (not reconfiguring, shutting down
     or in graceful-restart recovery); what BIRD reported is kept either way. None = unreachable."""
@@ -55,10 +69,10 @@ def daemon_status(status: DaemonStatus | None) -> BGPDaemonStatus:
         return BGPDaemonStatus(state=BGPDaemonState.NOT_READY)
     return BGPDaemonStatus(
         state=BGPDaemonState.READY if status.is_up else BGPDaemonState.NOT_READY,
-        version=status.version,
-        router_id=status.router_id,
-        last_boot_time=status.last_reboot,
-        last_reconfiguration_time=status.last_reconfiguration,
+        version=clean_text(status.version),
+        router_id=clean_text(status.router_id),
+        last_boot_time=clean_text(status.last_reboot),
+        last_reconfiguration_time=clean_text(status.last_reconfiguration),
     )
 
 
@@ -114,10 +128,10 @@ def peer_section(protocols: Iterable[ProtocolDetails]) -> PeerSection:
             established += 1
         peers.append(
             CalicoNodePeer(
-                peer_ip=peer_ip(details),
+                peer_ip=clean_text(peer_ip(details)),
                 type=_PEER_TYPES.get(decoded.kind) if decoded else None,
                 state=state,
-                since=details.protocol.since,
+                since=clean_text(details.protocol.since),
             )
         )
     return PeerSection(peers, established, len(peers) - established, tuple(unknown))
@@ -162,9 +176,9 @@ def api_route(route: Route) -> CalicoNodeRoute:
     """One CalicoNodeRoute; an ECMP route is reported with its first next hop."""
     return CalicoNodeRoute(
         type=route_type(route),
-        destination=route.prefix,
-        gateway=route.gateway if route.kind is RouteKind.VIA else "N/A",
-        interface=_NO_GATEWAY_INTERFACE.get(route.kind, route.interface),
+        destination=clean_text(route.prefix),
+        gateway=clean_text(route.gateway) if route.kind is RouteKind.VIA else "N/A",
+        interface=_NO_GATEWAY_INTERFACE.get(route.kind) or clean_text(route.interface),
         learned_from=route_source(route.protocol),
     )
 
@@ -183,21 +197,34 @@ class RouteAccumulator:
     API objects and counts all of them by protocol. Cheap per route (the hot path)."""
 
     limit: int | None = DEFAULT_ROUTE_LIMIT
+    # True: `limit` applies to FIB and to RIB routes separately, so a later FIB route is never
+    # crowded out by earlier RIB routes (the agent's size budget then keeps FIB first).
+    limit_per_type: bool = False
     routes_v4: list[CalicoNodeRoute] = field(default_factory=list)
     routes_v6: list[CalicoNodeRoute] = field(default_factory=list)
     # (protocol, ipv6, FIB?) → count
     by_protocol: dict[tuple[str, bool, bool], int] = field(default_factory=dict)
+    _kept_by_type: dict[tuple[bool, bool], int] = field(default_factory=dict)  # (ipv6, FIB?) → kept
 
     def add(self, batch: Sequence[Route]) -> None:
         counts = self.by_protocol
         limit = self.limit
         v4, v6 = self.routes_v4, self.routes_v6
+        kept_by_type = self._kept_by_type
         for route in batch:
             ipv6 = ":" in route.prefix
-            key = (route.protocol, ipv6, route.primary and not route.sync_error)
+            fib = route.primary and not route.sync_error
+            key = (route.protocol, ipv6, fib)
             counts[key] = counts.get(key, 0) + 1
             kept = v6 if ipv6 else v4
-            if limit is None or len(kept) < limit:
+            if limit is None:
+                kept.append(api_route(route))
+            elif self.limit_per_type:
+                kept_of_type = kept_by_type.get((ipv6, fib), 0)
+                if kept_of_type < limit:
+                    kept.append(api_route(route))
+                    kept_by_type[(ipv6, fib)] = kept_of_type + 1
+            elif len(kept) < limit:
                 kept.append(api_route(route))
 
     def total(self, ipv6: bool) -> int:

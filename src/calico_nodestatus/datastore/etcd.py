@@ -62,6 +62,12 @@ CHANNEL_OPTIONS = [
     # Detect a dead server under a long-lived watch; etcd allows pings every 5 s or slower.
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    # Own subchannels per channel: a fresh channel after an outage must not inherit the shared
+    # pool's reconnect backoff. Short backoffs so a restarted etcd is picked up within a second.
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 

@@ -21,10 +21,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from calico_nodestatus.lab import birdconf, system
 from calico_nodestatus.lab.model import (
@@ -252,6 +255,10 @@ class Lab:
         path = lab_root() / name / STATE_FILE
         try:
             return cls(LabState.model_validate_json(path.read_text()))
+        except ValidationError as exc:
+            raise LabError(
+                f"{path}: unreadable lab state ({exc.error_count()} errors); run `lab down --name {name}`"
+            ) from None
         except FileNotFoundError:
             raise LabError(
                 f"lab {name!r} is not up (no {path}); run `calico-nodestatus lab up --name {name}`"
@@ -448,7 +455,10 @@ class Lab:
             if not cls.exists(name):
                 stale.append(name)
                 continue
-            owner = cls.open(name).state.owner_pid
+            try:
+                owner = cls.open(name).state.owner_pid
+            except LabError:  # removed meanwhile by another cleaner
+                continue
             if owner is not None and not system.process_alive(owner):
                 stale.append(name)
         return stale
@@ -616,7 +626,10 @@ class Lab:
     def command(self, node_ref: int | str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside the node's namespace with the node's environment."""
         node = self.node(node_ref)
-        env = [f"{k}={v}" for k, v in node.environment().items()]
+        # The running interpreter's bin directory first, so `calico-nodestatus` resolves to this
+        # installation even when its virtualenv is not activated.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+        env = [f"{k}={v}" for k, v in {**node.environment(), "PATH": path}.items()]
         return system.in_namespace(node.namespace, ["env", *env, *argv])
 
     def exec(

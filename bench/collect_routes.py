@@ -1,0 +1,353 @@
+"""Route collection vs BIRD's own speed (issue 9, part 1), for BIRD 1.6.8 and BIRD 2.
+
+A two-node lab: node 1 originates K routes, node 2 learns them over BGP and is queried. In one run,
+alternating, at least 5 times each:
+  floor      send `show route`, only drain the reply bytes (asyncio, same read size as ours)
+  ours       the agent's Routes collection (agent.collection.bird_collector → collect.gather with
+             no route limit: read + parse + route records + status section)
+  ours-gather  collect.gather with its default route limit (what `node show` and the doctor use)
+  ours-parse   BirdClient.routes() only: read + parse into Route tuples, nothing kept
+  naive      references: drain the bytes, then one regular expression per line
+  pybird     PyPI pybird's get_routes() (it asks `show route all`); pybird-peer: only node 1's routes
+Peak memory is measured in a fresh subprocess per method (tracemalloc peak and RSS growth).
+Then `show protocols all` with 100 Global_ peers pointing nowhere: one query vs one per peer.
+
+    python bench/collect_routes.py           # K = 10k, 100k, 300k
+    python bench/collect_routes.py --quick   # K = 100k only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import re
+import subprocess
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+
+from benchlib import (
+    VENV_PYTHON,
+    Result,
+    at_most,
+    bench_lab,
+    machine,
+    median,
+    memory_kib,
+    print_results,
+    run_main,
+    say,
+)
+from calico_nodestatus.agent.collection import bird_collector
+from calico_nodestatus.api import NodeStatusClass
+from calico_nodestatus.bird.client import DEFAULT_READ_SIZE, BirdClient
+from calico_nodestatus.bird.parse import parse_protocols_all
+from calico_nodestatus.collect.gather import BirdSockets, gather
+from calico_nodestatus.lab import Lab, Peer, PeerType
+
+ROUNDS = 5
+ROUTES = frozenset({NodeStatusClass.ROUTES})
+GOALS = {"1.6": 1.15, "2": 2.0}  # b/a at the largest K
+MEMORY_GOAL_MIB = 100.0
+PEERS = 100
+SENDER = "Mesh_198_18_0_1"  # node 2's session with node 1, which originates the K routes
+FINAL = b"\n0000 \n"
+
+
+# ---- the methods -------------------------------------------------------------------------------
+
+
+async def floor(socket: str) -> int:
+    """Bytes of the `show route` reply, read and thrown away."""
+    reader, writer = await asyncio.open_unix_connection(socket, limit=2 * DEFAULT_READ_SIZE)
+    try:
+        await reader.readline()  # greeting
+        writer.write(b"show route\n")
+        await writer.drain()
+        size = 0
+        tail = b""
+        while True:
+            data = await reader.read(DEFAULT_READ_SIZE)
+            if not data:
+                raise RuntimeError("BIRD closed the connection mid-reply")
+            size += len(data)
+            tail = (tail + data)[-len(FINAL) :]
+            if tail == FINAL:
+                return size
+    finally:
+        writer.close()
+
+
+async def ours(socket: str) -> int:
+    sections = await bird_collector(socket)(ROUTES)
+    # An IPv4-only lab has no bird6: that family is "not running", a normal state, not a failure.
+    assert sections.result is not None and not sections.result.failed, sections.family_errors
+    return sum(sections.result.routes_total.values())
+
+
+async def ours_gather(socket: str) -> int:
+    result = await gather(BirdSockets(v4=(socket,), v6=()), ROUTES)
+    assert not result.failed, result.errors
+    return sum(result.routes_total.values())
+
+
+async def ours_parse(socket: str) -> int:
+    count = 0
+    async with await BirdClient.connect(socket) as client:
+        async for batch in client.routes():
+            count += len(batch)
+    return count
+
+
+# Upstream-style: one regular expression per line over the whole reply, routes kept as tuples.
+_NAIVE_ROUTE = re.compile(
+    r"^(?:1007-)?(?P<prefix>[0-9a-f.:/]+)?\s+(?:via\s+(?P<gw>\S+)\s+on\s+(?P<dev>\S+)|dev\s+(?P<dev2>\S+)|\w+)"
+    r"\s+\[(?P<proto>\S+)\s+[^\]]*\]\s*(?P<mark>[*!]?)"
+)
+_NAIVE_HOP = re.compile(r"^\s+via\s+(?P<gw>\S+)\s+on\s+(?P<dev>\S+)")
+
+
+def naive_parse(data: bytes) -> list[tuple[str | None, ...]]:
+    routes: list[tuple[str | None, ...]] = []
+    prefix = None
+    for line in data.decode().splitlines():
+        if (m := _NAIVE_ROUTE.match(line)) is not None:
+            prefix = m["prefix"] or prefix
+            routes.append((prefix, m["gw"], m["dev"] or m["dev2"], m["proto"], m["mark"]))
+        elif (h := _NAIVE_HOP.match(line)) is not None and routes:
+            routes[-1] = (*routes[-1][:1], h["gw"], h["dev"], *routes[-1][3:])
+    return routes
+
+
+async def read_all(socket: str, command: bytes = b"show route\n") -> bytes:
+    reader, writer = await asyncio.open_unix_connection(socket, limit=2 * DEFAULT_READ_SIZE)
+    try:
+        await reader.readline()
+        writer.write(command)
+        await writer.drain()
+        chunks: list[bytes] = []
+        tail = b""
+        while tail != FINAL:
+            data = await reader.read(DEFAULT_READ_SIZE)
+            if not data:
+                raise RuntimeError("BIRD closed the connection mid-reply")
+            chunks.append(data)
+            tail = (tail + data)[-len(FINAL) :]
+        return b"".join(chunks)
+    finally:
+        writer.close()
+
+
+async def naive(socket: str) -> int:
+    return len(naive_parse(await read_all(socket)))
+
+
+async def pybird(socket: str) -> int:
+    from pybird import PyBird  # a reference only: not a dependency of the product
+
+    return len(await asyncio.to_thread(PyBird(socket_file=socket).get_routes))
+
+
+async def pybird_peer(socket: str) -> int:
+    """pybird on the routes of the one peer that sends them (node 1), not the whole table."""
+    from pybird import PyBird
+
+    return len(await asyncio.to_thread(PyBird(socket_file=socket).get_routes, peer=SENDER))
+
+
+METHODS: dict[str, Callable[[str], Awaitable[int]]] = {
+    "floor": floor,
+    "ours": ours,
+    "ours-gather": ours_gather,
+    "ours-parse": ours_parse,
+    "naive": naive,
+    "pybird": pybird,
+    "pybird-peer": pybird_peer,
+}
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def memory_of(method: str, socket: str) -> tuple[float, float] | str:
+    """(tracemalloc peak MiB, RSS growth MiB) of one run of `method` in a fresh process."""
+    argv = [VENV_PYTHON, __file__, "--memory-of", method, "--socket", socket]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["failed"])[-1]
+    figures = json.loads(done.stdout)
+    return figures["traced_mib"], figures["rss_growth_mib"]
+
+
+def measure_memory(method: str, socket: str) -> None:
+    """Child side of memory_of: one run, figures as JSON on stdout."""
+    import os
+
+    baseline = memory_kib(os.getpid())["VmRSS"]
+    tracemalloc.start()
+    asyncio.run(METHODS[method](socket))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    hwm = memory_kib(os.getpid())["VmHWM"]
+    print(json.dumps({"traced_mib": peak / 2**20, "rss_growth_mib": (hwm - baseline) / 1024}))
+
+
+def wait_routes(
+    lab: Lab, socket: str, at_least: int, at_most: int | None = None, timeout: float = 300.0
+) -> int:
+    """Waits until node 2's table holds at_least..at_most routes (BGP propagation is asynchronous)."""
+
+    async def count() -> int:
+        async with await BirdClient.connect(socket) as client:
+            counted = await client.show_route_count()
+        return counted.total.routes if counted.total else sum(t.routes for t in counted.tables)
+
+    deadline = time.monotonic() + timeout
+    while not at_least <= (n := asyncio.run(count())) <= (at_most or n):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{lab.name}: node 2 has {n} routes, expected {at_least}..{at_most}")
+        time.sleep(0.5)
+    return n
+
+
+def timed_rounds(
+    socket: str, methods: list[str], rounds: int, skip: set[str]
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Alternates the methods for `rounds` rounds; a failing method is noted and dropped."""
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    failures: dict[str, str] = {}
+    for _ in range(rounds):
+        for method in methods:
+            if method in failures or method in skip:
+                continue
+            started = time.perf_counter()
+            try:
+                asyncio.run(METHODS[method](socket))
+            except Exception as exc:  # a reference parser failing is a finding, not a crash
+                failures[method] = f"{type(exc).__name__}: {str(exc)[:160]}"
+                continue
+            times[method].append(time.perf_counter() - started)
+    return times, failures
+
+
+def route_table(version: str, sizes: list[int], rounds: int, results: list[Result]) -> None:
+    name = "bncr16" if version == "1.6" else "bncr2"
+    with bench_lab(name, nodes=2, bird=version, ipv6=False) as lab:
+        socket = str(lab.node(2).socket_v4)
+        base = wait_routes(lab, socket, 1)
+        for k in sizes:
+            say(f"BIRD {version}: loading {k} routes")
+            lab.set_routes(1, k)
+            total = wait_routes(lab, socket, base + k)
+            reply = asyncio.run(read_all(socket))
+            lines = reply.count(b"\n")
+            methods = list(METHODS)
+            # pybird on the largest table takes long and proves nothing new after 100k.
+            skip = {"pybird", "pybird-peer"} if k > 100_000 else set()
+            times, failures = timed_rounds(socket, methods, rounds, skip)
+            print(
+                f"\nBIRD {version}, {total} routes in node 2's table, reply {len(reply) / 2**20:.1f} MiB, "
+                f"{lines} lines, {rounds} alternating rounds"
+            )
+            floor_median = median(times["floor"])
+            print("  method        median s    min s  x floor  peak MiB  RSS+ MiB")
+            for method in methods:
+                if method in skip:
+                    print(f"  {method:<12} skipped above 100k routes")
+                    continue
+                if method in failures:
+                    print(f"  {method:<12} FAILED: {failures[method]}")
+                    continue
+                memory = memory_of(method, socket) if method != "floor" else (0.0, 0.0)
+                mem = (
+                    f"{memory[0]:>9.1f} {memory[1]:>9.1f}"
+                    if isinstance(memory, tuple)
+                    else f"  memory run failed: {memory}"
+                )
+                m = median(times[method])
+                print(f"  {method:<12} {m:>9.3f} {min(times[method]):>8.3f} {m / floor_median:>8.2f} {mem}")
+                if method == "ours" and k == sizes[-1]:
+                    tag = f"bird{version.replace('.', '')}_{k // 1000}k"
+                    results.append(at_most(f"collect_ratio_{tag}", m / floor_median, GOALS[version]))
+                    if isinstance(memory, tuple):
+                        results.append(at_most(f"collect_peak_mib_{tag}", memory[0], MEMORY_GOAL_MIB))
+        lab.set_routes(1, 0)
+        wait_routes(lab, socket, base, base)
+        protocols_all(lab, version, rounds, results)
+
+
+async def one_query(socket: str) -> int:
+    async with await BirdClient.connect(socket) as client:
+        return len(await client.show_protocols_all())
+
+
+async def per_peer(socket: str) -> int:
+    """Upstream's way: list the protocols, then `show protocols all <name>` for each BGP one."""
+    async with await BirdClient.connect(socket) as client:
+        names = [p.name for p in await client.show_protocols() if p.proto == "BGP"]
+        for name in names:
+            parse_protocols_all(await client.command(f"show protocols all {name}"))
+        return len(names)
+
+
+def protocols_all(lab: Lab, version: str, rounds: int, results: list[Result]) -> None:
+    base = ipaddress.IPv4Address("198.18.2.1")
+    lab.add_peers(2, [Peer(type=PeerType.GLOBAL, ip=base + i) for i in range(PEERS)])
+    socket = str(lab.node(2).socket_v4)
+    one: list[float] = []
+    each: list[float] = []
+    for _ in range(rounds):
+        for sink, query in ((one, one_query), (each, per_peer)):
+            started = time.perf_counter()
+            asyncio.run(query(socket))
+            sink.append(time.perf_counter() - started)
+    peers = asyncio.run(one_query(socket))
+    print(
+        f"\nBIRD {version}: `show protocols all` with {PEERS} Global_ peers ({peers} protocols): "
+        f"one query {median(one) * 1000:.1f} ms, one per peer {median(each) * 1000:.1f} ms "
+        f"({median(each) / median(one):.1f}x)"
+    )
+    tag = version.replace(".", "")
+    results.append(
+        Result(
+            f"protocols_all_{PEERS}peers_bird{tag}_ms",
+            median(one) * 1000,
+            "<per-peer",
+            median(one) < median(each),
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="100,000 routes only (under 3 minutes)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--bird", choices=["1.6", "2"], action="append", help="only this BIRD (repeatable)")
+    parser.add_argument("--memory-of", choices=list(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--socket", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_of:
+        measure_memory(args.memory_of, args.socket)
+        return 0
+    if args.rounds < 1:
+        parser.error("--rounds: expected 1 or more")
+    sizes = [100_000] if args.quick else [10_000, 100_000, 300_000]
+    print(machine())
+    print(
+        f"mode: {'quick' if args.quick else 'full'}; K = {', '.join(map(str, sizes))}; rounds = {args.rounds}"
+    )
+    results: list[Result] = []
+    started = time.monotonic()
+    for version in args.bird or ["1.6", "2"]:
+        route_table(version, sizes, args.rounds, results)
+    print(f"\nelapsed {time.monotonic() - started:.0f} s")
+    print_results(results)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

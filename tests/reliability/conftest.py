@@ -1,0 +1,79 @@
+"""Shared parts of the reliability suite: the `--run-soak` switch and an in-process agent.
+
+Soak tests (marker `soak`) run only with `--run-soak` (see `make soak`, which runs this directory;
+their duration comes from the environment, e.g. SOAK_SECONDS)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
+from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusSpec, NodeStatusClass, ObjectMeta
+from calico_nodestatus.datastore.base import Datastore
+
+NODE = "node-1"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-soak", action="store_true", default=False, help="run the long soak tests")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "soak: long-running soak test, only with --run-soak (make soak)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-soak", default=False):
+        return
+    skip = pytest.mark.skip(reason="soak test: run with --run-soak (make soak)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
+def node_status(name: str, classes: list[str], period: int, node: str = NODE) -> CalicoNodeStatus:
+    return CalicoNodeStatus(
+        metadata=ObjectMeta(name=name),
+        spec=CalicoNodeStatusSpec(
+            node=node, classes=[NodeStatusClass(c) for c in classes], update_period_seconds=period
+        ),
+    )
+
+
+async def wait_for(probe: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.05) -> Any:
+    """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    pytest.fail(f"{what} not reached within {within}s (last: {last!r})")
+
+
+@asynccontextmanager
+async def running_agent(
+    datastore: Datastore, collector: Collector, *, node: str = NODE, holder: str = "test/1", **settings: Any
+) -> AsyncIterator[NodeStatusAgent]:
+    """The real agent on `datastore`, running in this event loop until the block ends."""
+    options: dict[str, Any] = {
+        "heartbeat_seconds": 0.5,
+        "liveness_ttl_seconds": 1.5,
+        "datastore_timeout_seconds": 2.0,
+        "resync_seconds": 5.0,
+    } | settings
+    agent = NodeStatusAgent(datastore, AgentSettings(node=node, holder=holder, **options), collector)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(asyncio.shield(agent.ready.wait()), 30)
+        yield agent
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 5)
