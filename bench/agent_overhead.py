@@ -88,8 +88,9 @@ class CommandCounter:
 
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
+        listen.unlink(missing_ok=True)
+
         async def serve() -> None:
-            listen.unlink(missing_ok=True)
             self._servers.append(await asyncio.start_unix_server(handle, str(listen)))
 
         asyncio.run_coroutine_threadsafe(serve(), self.loop).result(10)
@@ -264,9 +265,7 @@ def main() -> int:
             cycle_ms = cycle_cpu_ms(lab)
             minutes = elapsed / 60
             print(f"\nwindow {elapsed:.0f} s; per process:")
-            print(
-                f"  {'process':<28} {'CPU %core':>9} {'RSS MiB':>8} {'peak MiB':>8} {'BIRD cmd/min':>12} {'writes/min':>10}"
-            )
+            print("  process                      CPU %core  RSS MiB peak MiB BIRD cmd/min writes/min")
             for name in pids:
                 who, node = name.split(" ", 1)
                 rss = memory[name]["VmRSS"] / 1024
@@ -286,7 +285,8 @@ def main() -> int:
             exporter_rss = median([memory[n]["VmRSS"] / 1024 for n in exporters])
             write_rate = sum(writes.values()) / minutes / len(agents)
             print(
-                f"\nmedian agent CPU {agent_cpu:.3f}% of a core vs prometheus-bird-exporter {exporter_cpu:.3f}% "
+                f"\nmedian agent CPU {agent_cpu:.3f}% of a core vs "
+                f"prometheus-bird-exporter {exporter_cpu:.3f}% "
                 f"(ratio {agent_cpu / exporter_cpu if exporter_cpu else float('inf'):.1f}); agent RSS max "
                 f"{agent_rss:.1f} MiB (peak {agent_peak:.1f}) vs exporter median {exporter_rss:.1f} MiB"
             )

@@ -46,7 +46,9 @@ def node_status(name: str, classes: list[str], period: int, node: str = NODE) ->
     )
 
 
-async def wait_for(probe: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.05) -> Any:
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.05
+) -> Any:
     """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds."""
     deadline = time.monotonic() + within
     last: Any = None

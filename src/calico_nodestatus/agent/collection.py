@@ -26,6 +26,7 @@ def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass])
         routes=status.routes if NodeStatusClass.ROUTES in classes else None,
         family_errors=family_errors,
         timings={str(cls): seconds for cls, seconds in result.durations.items()},
+        routes_truncated=dict(result.routes_truncated) if NodeStatusClass.ROUTES in classes else {},
         result=result,
     )
 

@@ -43,6 +43,8 @@ class CollectedSections:
     routes: CalicoNodeBGPRouteStatus | None = None
     family_errors: Mapping[int, str] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    # Routes BIRD listed that the collection itself left out (its memory bound), per family.
+    routes_truncated: Mapping[int, int] = field(default_factory=dict)
     result: CollectionResult | None = None
 
     def covers(self, classes: Collection[NodeStatusClass]) -> bool:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +109,7 @@ class _Tracked:
     pending: CalicoNodeStatusStatus | None = None  # built but not yet written (datastore trouble)
     retry_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    pending_truncated: dict[int, int] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)
 
 
@@ -304,7 +305,7 @@ class NodeStatusAgent:
             await self._report(due, now)
         for name, tracked in list(self._tracked.items()):
             if tracked.pending is not None and tracked.retry_at is not None and tracked.retry_at <= now:
-                await self._write(name, tracked.pending)
+                await self._write(name, tracked.pending, tracked.pending_truncated)
 
     async def _report(self, names: list[str], now: float) -> None:
         wanted = frozenset(cls for name in names for cls in self._tracked[name].obj.spec.classes)
@@ -320,7 +321,10 @@ class NodeStatusAgent:
             if tracked is None:
                 continue
             self._scheduler.reported(name, now)
-            await self._write(name, build_status(collected, tracked.obj.spec.classes))
+            truncated = (
+                collected.routes_truncated if NodeStatusClass.ROUTES in tracked.obj.spec.classes else {}
+            )
+            await self._write(name, build_status(collected, tracked.obj.spec.classes), truncated)
 
     async def _collect(self, classes: frozenset[NodeStatusClass]) -> CollectedSections | None:
         if not classes:
@@ -362,18 +366,28 @@ class NodeStatusAgent:
             return desired, {}
         return _without_routes_beyond(desired, selection.keep_v4, selection.keep_v6), selection.omitted
 
-    async def _write(self, name: str, desired: CalicoNodeStatusStatus) -> None:
+    async def _write(
+        self, name: str, desired: CalicoNodeStatusStatus, truncated: Mapping[int, int] | None = None
+    ) -> None:
+        """Writes ``desired`` if it differs from what is stored. ``truncated``: routes per family
+        the collection already left out; they count as omitted along with the budget's cuts."""
+        truncated = truncated or {}
         for _attempt in range(WRITE_ATTEMPTS):
             tracked = self._tracked.get(name)
             if tracked is None:
                 return
             current = tracked.obj
-            fitted, omitted = self._fit(current, keep_stable_since(desired, current.status))
+            fitted, cut = self._fit(current, keep_stable_since(desired, current.status))
+            omitted = {
+                family: cut.get(family, 0) + truncated.get(number, 0)
+                for family, number in (("v4", 4), ("v6", 6))
+            }
             annotation = annotation_value(omitted)
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
             annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation
             if status_same and annotation_same:
-                tracked.pending, tracked.retry_at, tracked.omitted = None, None, omitted
+                tracked.pending, tracked.retry_at = None, None
+                tracked.omitted = omitted if annotation else {}
                 self._counters.writes_skipped_unchanged += 1
                 return
             try:
@@ -389,8 +403,10 @@ class NodeStatusAgent:
                 return
             except (DatastoreError, OSError, TimeoutError) as exc:
                 self._write_failed(tracked, name, desired, exc)
+                tracked.pending_truncated = dict(truncated)
                 return
-            tracked.obj, tracked.pending, tracked.retry_at, tracked.omitted = written, None, None, omitted
+            tracked.obj, tracked.pending, tracked.retry_at = written, None, None
+            tracked.omitted = omitted if annotation else {}
             tracked.backoff.reset()
             self._counters.writes += 1
             self._last_write_at = self._wall_clock()

@@ -1,0 +1,171 @@
+"""Bad input from BIRD: byte-level mutations of the whole corpus of real transcripts, and hostile
+field contents through the agent into a real datastore.
+
+tests/bird/test_parse_properties.py already fuzzes six seed replies line by line; this adds the
+byte level (bit flips, truncation at any byte, duplicated lines, control characters) over EVERY
+parsed transcript, for the whole-reply parsers and the streamed route parser with random chunk
+boundaries. Budget: 3,000 + 1,500 examples here (about 6,000 with the BIRD suite's)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, serialised_size
+from calico_nodestatus.agent.collection import bird_collector
+from calico_nodestatus.bird import parse
+from calico_nodestatus.bird.errors import BirdParseError
+from calico_nodestatus.collect.sections import MAX_TEXT_CHARS
+from calico_nodestatus.datastore.embedded import EmbeddedDatastore
+from tests.bird.transcripts import all_transcripts, parser_for
+from tests.faults.replay import Fault, huge_route_reply, replaying, transcript
+from tests.reliability.conftest import node_status, running_agent, wait_for
+
+CORPUS: list[tuple[Callable[[list[str]], Any], bytes]] = [
+    (parser, path.read_bytes())
+    for path in all_transcripts()
+    if (parser := parser_for(path)) is not None and path.stat().st_size < 64 * 1024
+]
+ROUTE_REPLIES = [data for parser, data in CORPUS if parser is parse.parse_routes]
+CONTROL = st.sampled_from([b"\x00", b"\x07", b"\x1b[2J", b"\r", b"\x7f", b"\xff", b"\xc3(", b"\t", b"\x0b"])
+
+
+@st.composite
+def mutated_bytes(draw: st.DrawFn, data: bytes) -> bytes:
+    """A real reply with 1-4 byte-level faults."""
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["flip", "truncate", "duplicate", "control", "drop_newline"]))
+        at = draw(st.integers(0, max(0, len(buf) - 1)))
+        if action == "flip" and buf:
+            buf[at] ^= 1 << draw(st.integers(0, 7))
+        elif action == "truncate":
+            del buf[at:]
+        elif action == "duplicate":
+            start = buf.rfind(b"\n", 0, at) + 1
+            end = buf.find(b"\n", at)
+            end = len(buf) if end < 0 else end + 1
+            buf[start:start] = buf[start:end]
+        elif action == "control":
+            buf[at:at] = draw(CONTROL)
+        elif buf and buf[at : at + 1] == b"\n":
+            del buf[at]
+    return bytes(buf)
+
+
+@st.composite
+def mutated_reply(draw: st.DrawFn) -> tuple[Callable[[list[str]], Any], bytes]:
+    parser, data = draw(st.sampled_from(CORPUS))
+    return parser, draw(mutated_bytes(data))
+
+
+def test_corpus_is_real_and_parses() -> None:
+    """The seeds themselves parse: the fuzz starts from valid replies of every command."""
+    assert len(CORPUS) > 100
+    assert {parser.__name__ for parser, _ in CORPUS} == {
+        "parse_status",
+        "parse_protocols",
+        "parse_protocols_all",
+        "parse_routes",
+        "parse_route_count",
+    }
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_reply())
+def test_mutated_corpus_raises_only_parse_errors(case: tuple[Callable[[list[str]], Any], bytes]) -> None:
+    parser, data = case
+    with contextlib.suppress(BirdParseError):
+        parser(parse.reply_lines(data))
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_routes_streamed_in_random_chunks(data: st.DataObject) -> None:
+    """The streamed parser sees the same mutated bytes split at arbitrary line boundaries."""
+    reply = parse.reply_lines(data.draw(mutated_bytes(data.draw(st.sampled_from(ROUTE_REPLIES)))))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(reply)), max_size=6)))
+    parser = parse.RouteParser()
+    with contextlib.suppress(BirdParseError):
+        for start, end in zip([0, *cuts], [*cuts, len(reply)], strict=True):
+            parser.feed(reply[start:end])
+        parser.finish()
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+@pytest.mark.parametrize("budget", [1024 * 1024, 8 * 1024])
+async def test_hostile_fields_never_reach_the_datastore(tmp_path: Path, budget: int) -> None:
+    """Terminal escapes and a 60,000-char interface name in BIRD's real `show route` reply: the
+    real agent writes a sanitised object to a real embedded datastore, within the size budget."""
+    async with (
+        replaying(tmp_path / "bird.ctl") as bird,
+        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as bird6,
+        EmbeddedDatastore(tmp_path / "db.sqlite") as store,
+    ):
+        bird.fault = bird6.fault = Fault.HOSTILE
+        collector = bird_collector(str(bird.path), str(bird6.path), budget)
+        async with running_agent(store, collector, size_budget_bytes=budget):
+            await store.create(node_status("hostile", ["Agent", "BGP", "Routes"], 60))
+
+            async def filled() -> Any:
+                obj = await store.get("hostile")
+                return obj if obj.status.routes.routes_v4 else None
+
+            obj = await wait_for(filled, 10, "status written")
+    wire = obj.to_wire()
+    texts = _strings(wire["status"])
+    assert all(text.isprintable() and len(text) <= MAX_TEXT_CHARS for text in texts)
+    interfaces = [r.interface for r in obj.status.routes.routes_v4 + obj.status.routes.routes_v6]
+    assert "eth0" in interfaces  # the sanitised value, not dropped: the escapes are gone
+    assert serialised_size(wire) <= budget
+    assert obj.status.agent.bird_v4.state == "Ready"
+    if budget < 64 * 1024:
+        return
+    assert ROUTES_OMITTED_ANNOTATION not in obj.metadata.annotations
+
+
+async def test_huge_table_fits_the_budget(tmp_path: Path) -> None:
+    """A 5 MB table (real route lines repeated) against a 64 KiB budget: the object fits, the
+    annotation counts every route left out (also those the collector never held), and the other
+    classes are whole."""
+    budget = 64 * 1024
+    async with (
+        replaying(tmp_path / "bird.ctl") as bird,
+        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as bird6,
+        EmbeddedDatastore(tmp_path / "db.sqlite") as store,
+    ):
+        bird.fault, bird.huge_bytes = Fault.HUGE, 5 * 1024 * 1024
+        collector = bird_collector(str(bird.path), str(bird6.path), budget)
+        async with running_agent(store, collector, size_budget_bytes=budget):
+            await store.create(node_status("huge", ["Agent", "BGP", "Routes"], 60))
+
+            async def annotated() -> Any:
+                obj = await store.get("huge")
+                return obj if ROUTES_OMITTED_ANNOTATION in obj.metadata.annotations else None
+
+            obj = await wait_for(annotated, 20, "routes-omitted annotation written")
+    assert serialised_size(obj.to_wire()) <= budget
+    assert obj.status.bgp.number_established_v4 == 2 and obj.status.bgp.number_established_v6 == 2
+    assert obj.status.agent.bird_v6.state == "Ready"
+    sent_v4 = b"".join(huge_route_reply(transcript("1.6.8", "mesh3", "show_route"), bird.huge_bytes))
+    total_v4 = sent_v4.count(b"\n") - 1  # one route per line (no multipath here), final line aside
+    kept_v4, kept_v6 = obj.status.routes.routes_v4, obj.status.routes.routes_v6
+    assert kept_v4  # FIB first, IPv4 before IPv6: the budget is spent on IPv4 FIB routes
+    omitted = json.loads(obj.metadata.annotations[ROUTES_OMITTED_ANNOTATION])
+    assert omitted == {"v4": total_v4 - len(kept_v4), "v6": 4 - len(kept_v6)}
