@@ -38,9 +38,11 @@ bench: deps
 	$(BIN)/python bench/collect_routes.py
 	$(BIN)/python bench/agent_overhead.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/scrape.py
 
 soak: deps
-	$(BIN)/python -m pytest -m soak --run-soak tests
+	SOAK_SECONDS=$${SOAK_SECONDS:-3600} SOAK_REPORT=$${SOAK_REPORT:-soak-report.json} \
+		$(BIN)/python -m pytest -m soak --run-soak -p no:cacheprovider --timeout=0 tests/reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist src/*.egg-info

@@ -179,7 +179,7 @@ class Etcd:
     data_dir: Path
 
     def db_size_mib(self) -> float:
-        return sum(f.stat().st_size for f in self.data_dir.rglob("*.db")) / 2**20
+        return (self.data_dir / "member" / "snap" / "db").stat().st_size / 2**20
 
 
 @contextlib.contextmanager

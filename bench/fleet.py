@@ -47,6 +47,7 @@ from benchlib import (
     say,
 )
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusStatus
+from calico_nodestatus.datastore.base import EventType
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import EtcdDatastore, object_key
 
@@ -166,10 +167,10 @@ class Worker:
                 for event in response.events:
                     # Decode like the datastore does, so the per-event cost is comparable.
                     CalicoNodeStatus.from_wire(json.loads(event.kv.value))
-                    self.delivered += 1
+                    self.delivered += event.kv.version > 1  # status writes, not other workers' creates
             return
-        async for _ in datastore.watch(revision, node=name if self.design == "node" else None):
-            self.delivered += 1
+        async for event in datastore.watch(revision, node=name if self.design == "node" else None):
+            self.delivered += event.type is EventType.MODIFIED
 
     async def node(self, datastore: EtcdDatastore, obj: CalicoNodeStatus, index: int, end: float) -> None:
         rng = random.Random(index)
@@ -195,7 +196,9 @@ class Worker:
                     self.latencies.append(done - started)
                     self.staleness.append(done - max(changed_at, started - PERIOD_S))
                     changed_at = None
-                except Exception:
+                # The datastore's watch failover closes the channel its writes share; the write then
+                # ends in CancelledError although this task was not cancelled: a failed write.
+                except (Exception, asyncio.CancelledError):
                     self.failed += 1
                     with contextlib.suppress(Exception):
                         obj = await datastore.get(obj.name)
@@ -224,7 +227,15 @@ def fleet_run(nodes: int, design: str, share: float, seconds: float) -> dict[str
                 argv = [*argv_base, "--first", str(first), "--count", str(count)]
                 argv += ["--share", str(share), "--seconds", str(seconds)]
                 processes.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
-            outputs = [json.loads(p.communicate(timeout=seconds * 4 + 300)[0]) for p in processes]
+            outputs = []
+            for process in processes:
+                try:
+                    out = process.communicate(timeout=seconds * 4 + 300)[0]
+                except subprocess.TimeoutExpired:
+                    return {"broke": 1.0}
+                if process.returncode != 0:
+                    return {"broke": 1.0}  # the worker's traceback is on stderr
+                outputs.append(json.loads(out))
             elapsed = time.monotonic() - started
             etcd_cpu = (cpu_seconds(etcd.pid) - cpu_before) / elapsed * 100
             db_mib = etcd.db_size_mib()
@@ -288,6 +299,11 @@ def main() -> int:
         for design in designs:
             say(f"fleet: M={nodes} design={design}")
             r = table[(nodes, design)] = fleet_run(nodes, design, args.share, seconds)
+            if "broke" in r:
+                print(
+                    f"  {nodes:>5} {design:<6} BROKE: a worker crashed or hung (traceback above)", flush=True
+                )
+                continue
             print(
                 f"  {nodes:>5} {design:<6} {r['writes']:>6.0f} {r['failed']:>6.0f} {r['p50_ms']:>7.1f} "
                 f"{r['p99_ms']:>8.1f} {r['stale_p99_periods']:>8.2f}P {r['fanout']:>8.1f} "
@@ -298,6 +314,9 @@ def main() -> int:
     best = designs[-1]
     for nodes in sizes:
         r = table[(nodes, best)]
+        if "broke" in r:
+            results.append(Result(f"fleet_{nodes}_{best}", "broke", "complete", False))
+            continue
         results.append(
             at_most(
                 f"fleet_{nodes}_{best}_staleness_p99_periods", r["stale_p99_periods"], STALENESS_GOAL_PERIODS
@@ -307,6 +326,9 @@ def main() -> int:
     if "all" in designs:
         for nodes in sizes:
             r = table[(nodes, "all")]
+            if "broke" in r:
+                results.append(Result(f"fleet_{nodes}_all", "broke", "complete", False))
+                continue
             results.append(
                 at_most(
                     f"fleet_{nodes}_all_staleness_p99_periods", r["stale_p99_periods"], STALENESS_GOAL_PERIODS

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ OBJECT = "demo-node1-status"
 PERIOD_SECONDS = 10
 FILL_TIMEOUT_SECONDS = 60
 CLI = [sys.executable, "-m", "calico_nodestatus"]
+METRICS_HOST = "127.0.0.1"
 
 
 def step(message: str) -> None:
@@ -38,13 +40,21 @@ def agents_dir() -> Path:
     return lab_root() / LAB / "agents"
 
 
-def start_agent(name: str, socket_v4: Path, socket_v6: Path | None) -> int:
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((METRICS_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def start_agent(name: str, socket_v4: Path, socket_v6: Path | None, metrics_port: int) -> int:
     directory = agents_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [*CLI, "--log-level", "info", "agent", "--node", name, "--bird-socket", str(socket_v4)]
     if socket_v6 is not None:  # BIRD 1.6 runs a separate IPv6 daemon
         argv += ["--bird6-socket", str(socket_v6)]
     argv += ["--status-file", str(directory / f"{name}.status.json")]
+    # Agents side by side on one machine: each its own exporter port, on loopback only.
+    argv += ["--metrics-host", METRICS_HOST, "--metrics-port", str(metrics_port)]
     with (directory / f"{name}.log").open("ab") as log:
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -91,15 +101,23 @@ def up() -> None:
     )
     nodes = Lab.open(LAB).nodes
     stop_agents()  # a re-run replaces the previous demo's agents
+    pids = {}
     for node in nodes:
-        pid = start_agent(node.name, node.socket_v4, node.socket_v6)
-        step(f"agent for {node.name} started (pid {pid}, log {agents_dir() / (node.name + '.log')})")
+        port = free_loopback_port()
+        pids[node.name] = pid = start_agent(node.name, node.socket_v4, node.socket_v6, port)
+        step(
+            f"agent for {node.name} started (pid {pid}, log {agents_dir() / (node.name + '.log')}, "
+            f"metrics http://{METRICS_HOST}:{port}/metrics)"
+        )
     first = nodes[0].name
     step(
         f"apply CalicoNodeStatus {OBJECT} for {first}: classes [Agent, BGP, Routes], period {PERIOD_SECONDS}s"
     )
     cli("apply", "-f", "-", stdin=manifest(first))
     wait_filled()
+    dead = [name for name, pid in pids.items() if not _our_agent(pid)]
+    if dead:
+        raise SystemExit(f"error: the agents of {', '.join(dead)} exited; see {agents_dir()}/<node>.log")
     elapsed = time.monotonic() - started
     step(f"filled after {elapsed:.0f}s: calico-nodestatus get caliconodestatus {OBJECT} -o yaml")
     print(cli("get", "caliconodestatus", OBJECT, "-o", "yaml").stdout)

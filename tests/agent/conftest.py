@@ -22,9 +22,10 @@ from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusSpec, NodeStatusClass, ObjectMeta
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from tests.plugins.lab import unique_lab_name
 
-LAB_NAME = "agente2e"
 HEARTBEAT_SECONDS = 0.5
+STOP_WITHIN_SECONDS = 2.0  # the issue's bound for SIGTERM; an in-process stop() keeps it too
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,9 @@ def agent_lab() -> Iterator[Any]:
         pytest.skip("the BIRD lab needs root and iproute2")
     from calico_nodestatus.lab.lab import Lab
 
-    lab = Lab.up(LAB_NAME, nodes=3, bird="1.6", ipv6=True, owner_pid=os.getpid())
+    # A name of this process's own: a fixed one would be shared with (and torn down by) any other
+    # test session running at the same time, or reused from an earlier run with a dead owner.
+    lab = Lab.up(unique_lab_name(), nodes=3, bird="1.6", ipv6=True, owner_pid=os.getpid())
     try:
         yield lab
     finally:
@@ -53,11 +56,22 @@ def lab(agent_lab: Any) -> Iterator[Any]:
     agent_lab.wait_established(timeout=60)
 
 
-@pytest.fixture(params=["embedded", pytest.param("etcd", marks=pytest.mark.etcd)])
+# The datastore of every end-to-end test: embedded, or etcd with AGENT_E2E_DATASTORE=etcd (one flag
+# runs them all on a real etcd). The core tests (`on_both_datastores`) always run on both.
+DEFAULT_DATASTORE = os.environ.get("AGENT_E2E_DATASTORE", "embedded")
+on_both_datastores = pytest.mark.parametrize(
+    "datastore_env", ["embedded", pytest.param("etcd", marks=pytest.mark.etcd)], indirect=True
+)
+
+
+@pytest.fixture
 def datastore_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """How agents and the test reach the datastore, as the environment the CLI reads."""
-    if request.param == "etcd":
+    kind = getattr(request, "param", DEFAULT_DATASTORE)
+    if kind == "etcd":
         return request.getfixturevalue("etcd").datastore_env()
+    if kind != "embedded":
+        pytest.fail(f"AGENT_E2E_DATASTORE: expected embedded or etcd, got {kind!r}")
     return {"DATASTORE_TYPE": "embedded", "CALICO_NODESTATUS_DB": str(tmp_path / "datastore.db")}
 
 
@@ -77,9 +91,14 @@ def node_status(name: str, node: str, classes: list[str], period: int) -> Calico
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.1
+    probe: Callable[[], Awaitable[Any]],
+    within: float,
+    what: str,
+    interval: float = 0.1,
+    explain: Callable[[], str] = lambda: "",
 ) -> Any:
-    """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds."""
+    """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds
+    (with `explain()`, e.g. an agent process's log)."""
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
@@ -87,7 +106,7 @@ async def wait_for(
         if last:
             return last
         await asyncio.sleep(interval)
-    pytest.fail(f"{what} not reached within {within}s (last: {last!r})")
+    pytest.fail(f"{what} not reached within {within}s (last: {last!r})\n{explain()}")
 
 
 @dataclass
@@ -118,7 +137,8 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
             holder=f"test/{node.name}",
             heartbeat_seconds=HEARTBEAT_SECONDS,
             liveness_ttl_seconds=3 * HEARTBEAT_SECONDS,
-            resync_seconds=2.0,
+            # Far beyond any test: a re-list must not cover for an event the watch failed to deliver.
+            resync_seconds=60.0,
             **({"size_budget_bytes": size_budget} if size_budget else {}),
         )
         sockets = (str(node.socket_v4), str(node.socket_v6) if node.socket_v6 else None)
@@ -130,7 +150,7 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
                 yield agent
             finally:
                 agent.stop()
-                await asyncio.wait_for(task, 5)
+                await asyncio.wait_for(task, STOP_WITHIN_SECONDS)
 
     def as_process(node: Any) -> AgentProcess:
         log = tmp_path / f"agent-{node.name}-{len(processes)}.log"
@@ -147,6 +167,9 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
             str(node.socket_v4),
             "--heartbeat-seconds",
             str(HEARTBEAT_SECONDS),
+            # No exporter: its fixed default port may be taken by any other agent on this machine.
+            "--metrics-port",
+            "0",
         ]
         if node.socket_v6:
             argv += ["--bird6-socket", str(node.socket_v6)]

@@ -1,5 +1,7 @@
 """The agent end to end: real BIRD daemons in the lab, a real datastore, agents in-process or as
-real processes. Periods are 1-3 s to keep the suite fast."""
+real processes. Periods are 1-3 s to keep the suite fast. Every test runs on the embedded datastore
+(or all on etcd: AGENT_E2E_DATASTORE=etcd); the core ones also on a real etcd: create, quiet node
+with its lease, kill/restart, and the node-filtered watch's delete and hand-over."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, serialised_size
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore, NotFound
-from tests.agent.conftest import node_status, wait_for
+from tests.agent.conftest import node_status, on_both_datastores, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -48,6 +50,7 @@ def _other(lab: Any, node: Any) -> list[Any]:
     return [n for n in lab.nodes if n.name != node.name]
 
 
+@on_both_datastores
 async def test_create_fills_every_field_within_one_period(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -152,6 +155,7 @@ async def test_peer_bird_stop_shows_session_down_within_a_period(
         assert v6.number_established_v6 == 2  # the IPv6 daemon of the peer still runs
 
 
+@on_both_datastores
 async def test_quiet_node_keeps_resource_version_while_liveness_stays_fresh(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -169,13 +173,16 @@ async def test_quiet_node_keeps_resource_version_while_liveness_stays_fresh(
         assert agent.snapshot().counters.collections - collections >= 3  # it did look, every period
 
 
+@on_both_datastores
 async def test_killed_agent_goes_stale_and_restart_resumes_without_a_write(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
     node = lab.nodes[2]
     first = agent_factory(node, in_process=False)
     await store.create(node_status("restart", node.name, ALL, 1))
-    await wait_for(lambda: _filled(store, "restart"), 8, "status filled by the agent process")
+    await wait_for(
+        lambda: _filled(store, "restart"), 8, "status filled by the agent process", explain=first.output
+    )
     obj = await _settled(store, "restart", quiet_for=2.5)
     await wait_for(lambda: store.get_liveness(node.name), 3, "liveness record")
     first.process.send_signal(signal.SIGKILL)
@@ -199,6 +206,7 @@ async def test_killed_agent_goes_stale_and_restart_resumes_without_a_write(
     assert "event=status_written" not in second.output()
 
 
+@on_both_datastores
 async def test_delete_stops_work_and_moving_node_hands_over(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from calico_nodestatus.agent.content import (
     CollectedSections,
     build_status,
-    keep_stable_since,
+    keep_stable_times,
     rfc3339_now,
     same_content,
 )
@@ -97,16 +97,42 @@ def _with_since(since: str, state: BGPSessionState = BGPSessionState.ESTABLISHED
 
 def test_since_jitter_of_one_second_keeps_the_stored_value() -> None:
     stored = _with_since("01:23:53")
-    assert keep_stable_since(_with_since("01:23:54"), stored).bgp.peers_v6[0].since == "01:23:53"
+    assert keep_stable_times(_with_since("01:23:54"), stored).bgp.peers_v6[0].since == "01:23:53"
     assert (
-        keep_stable_since(_with_since("00:00:00"), _with_since("23:59:59")).bgp.peers_v6[0].since
+        keep_stable_times(_with_since("00:00:00"), _with_since("23:59:59")).bgp.peers_v6[0].since
         == "23:59:59"
     )
     # Real changes stay: two seconds apart, a new state, or a date.
-    assert keep_stable_since(_with_since("01:23:55"), stored).bgp.peers_v6[0].since == "01:23:55"
-    moved = keep_stable_since(_with_since("01:23:54", BGPSessionState.ACTIVE), stored)
+    assert keep_stable_times(_with_since("01:23:55"), stored).bgp.peers_v6[0].since == "01:23:55"
+    moved = keep_stable_times(_with_since("01:23:54", BGPSessionState.ACTIVE), stored)
     assert moved.bgp.peers_v6[0].since == "01:23:54"
     assert (
-        keep_stable_since(_with_since("2024-05-01"), _with_since("2024-04-30")).bgp.peers_v6[0].since
+        keep_stable_times(_with_since("2024-05-01"), _with_since("2024-04-30")).bgp.peers_v6[0].since
         == "2024-05-01"
     )
+
+
+def _booted(boot: str, state: BGPDaemonState = BGPDaemonState.READY) -> CalicoNodeStatusStatus:
+    # The lab's BIRD 1.6 after a restart: its boot time flips between two seconds on every query.
+    daemon = BGPDaemonStatus(
+        state=state,
+        version="1.6.8",
+        router_id="198.18.0.3",
+        last_boot_time=boot,
+        last_reconfiguration_time=boot,
+    )
+    return CalicoNodeStatusStatus(agent=CalicoNodeAgentStatus(bird_v4=daemon, bird_v6=daemon))
+
+
+def test_daemon_time_jitter_keeps_the_stored_value() -> None:
+    stored = _booted("2026-11-25 01:33:35")
+    kept = keep_stable_times(_booted("2026-11-25 01:33:36"), stored)
+    assert same_content(kept.to_wire(), stored.to_wire())
+    assert kept.agent.bird_v6.last_reconfiguration_time == "2026-11-25 01:33:35"
+    across_midnight = keep_stable_times(_booted("2026-11-26 00:00:00"), _booted("2026-11-25 23:59:59"))
+    assert across_midnight.agent.bird_v4.last_boot_time == "2026-11-25 23:59:59"
+    # A real restart (two seconds on) or another daemon state is a change.
+    restarted = keep_stable_times(_booted("2026-11-25 01:33:37"), stored)
+    assert restarted.agent.bird_v4.last_boot_time == "2026-11-25 01:33:37"
+    not_ready = keep_stable_times(_booted("2026-11-25 01:33:36", BGPDaemonState.NOT_READY), stored)
+    assert not_ready.agent.bird_v4.last_boot_time == "2026-11-25 01:33:36"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -165,3 +166,14 @@ async def test_reconfiguration_interrupt_keeps_routes_read(tmp_path: Path) -> No
         assert error.value.code == 8004
         assert [r.prefix for r in seen][:2] == ["198.18.203.0/24", "198.18.200.0/24"]
         assert len(seen) == 7
+
+
+async def test_abandoned_route_stream_stops_its_reader_thread(daemon: Daemon) -> None:
+    threads = threading.active_count()
+    async with await BirdClient.connect(daemon.socket) as client:
+        async with contextlib.aclosing(client.routes()) as batches:
+            async for _ in batches:
+                break  # leave mid-reply: the rest of it stays unread
+        assert threading.active_count() == threads  # the reader thread is gone
+        with pytest.raises(BirdProtocolError, match="not read to its end"):
+            await client.show_status()

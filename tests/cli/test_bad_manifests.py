@@ -16,7 +16,8 @@ BAD = sorted((MANIFESTS / "bad").glob("*.yaml"))
 def test_bad_manifest_is_refused_and_nothing_is_written(target: CliTarget, path: Path) -> None:
     # Objects some corpus files would touch if anything got through.
     target.ok("create", "-f", "-", stdin=manifest("good-1") + "---\n" + manifest("status-a"))
-    before = target.stored()
+    before, raw_before = target.stored(), target.raw_content()
+    assert set(raw_before) == {"good-1", "status-a"}
     for verb in ("create", "apply", "replace"):
         result = target.run(verb, "-f", str(path))
         assert result.exit_code == 1, (verb, result.output)
@@ -24,6 +25,8 @@ def test_bad_manifest_is_refused_and_nothing_is_written(target: CliTarget, path:
         (line,) = result.stderr.splitlines()
         assert line.startswith("Error: ")
         assert expected_fragment(path) in line
+    # Read from the backend itself too (etcd: Calico's keys and their mod_revisions).
+    assert target.raw_content() == raw_before
     assert target.stored() == before
 
 
@@ -32,4 +35,5 @@ def test_one_bad_document_via_stdin_writes_none(target: CliTarget) -> None:
     result = target.run("create", "-f", "-", stdin=text)
     assert result.exit_code == 1
     assert "document 2: error with field Spec.UpdatePeriodSeconds = '-3'" in result.stderr
+    assert target.raw_content() == {}
     assert target.stored() == []

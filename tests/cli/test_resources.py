@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli.conftest import MANIFESTS, CliTarget, manifest
+from tests.cli.conftest import MANIFESTS, CliTarget, console_base_env, manifest, run_console
 
 SEED_SPEC = MANIFESTS / "seed" / "spec.yaml"
 SEED_READ_BACK = MANIFESTS / "seed" / "read-back.yaml"
@@ -44,6 +43,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "CLASSES",
         "PERIOD",
         "LAST-UPDATED",
+        "AGENT",
         "ESTABLISHED-V4",
         "ESTABLISHED-V6",
     ]
@@ -53,6 +53,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "Agent,BGP,Routes",
         "10s",
         "-",
+        "none",
         "-",
         "-",
     ]
@@ -176,35 +177,28 @@ def test_unreadable_file_is_one_line(target: CliTarget, tmp_path: Path) -> None:
 
 @pytest.fixture
 def console_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("DATASTORE_TYPE", "ETCD_ENDPOINTS")}
+    env = console_base_env()
     env["CALICO_NODESTATUS_DB"] = str(tmp_path / "console.db")
     return env
 
 
-def _console(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "calico-nodestatus"
-    return subprocess.run(
-        [str(script), *args], input=stdin, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_console_script_end_to_end(console_env: dict[str, str]) -> None:
-    created = _console(console_env, "create", "-f", "-", stdin=SEED_SPEC.read_text())
+    created = run_console(console_env, "create", "-f", "-", stdin=SEED_SPEC.read_text())
     assert (created.returncode, created.stdout) == (
         0,
         "Successfully created 1 'CalicoNodeStatus' resource(s)\n",
     )
-    listed = _console(console_env, "get", "caliconodestatus", "-o", "yaml")
+    listed = run_console(console_env, "get", "caliconodestatus", "-o", "yaml")
     (stored,) = yaml.safe_load(listed.stdout)
     assert stored["metadata"]["name"] == "my-caliconodestatus-1"
     assert listed.stdout.startswith("- apiVersion: projectcalico.org/v3\n  kind: CalicoNodeStatus\n")
-    bad = _console(console_env, "apply", "-f", str(MANIFESTS / "bad" / "period-too-large.yaml"))
+    bad = run_console(console_env, "apply", "-f", str(MANIFESTS / "bad" / "period-too-large.yaml"))
     assert bad.returncode == 1
     assert bad.stderr.startswith("Error: document 1: error with field Spec.UpdatePeriodSeconds = '99999'")
     assert len(bad.stderr.splitlines()) == 1
-    deleted = _console(console_env, "delete", "cns", "my-caliconodestatus-1")
+    deleted = run_console(console_env, "delete", "cns", "my-caliconodestatus-1")
     assert deleted.returncode == 0
-    assert _console(console_env, "get", "cns", "-o", "name").stdout == ""
+    assert run_console(console_env, "get", "cns", "-o", "name").stdout == ""
 
 
 def test_python_dash_m_runs_the_same_cli(console_env: dict[str, str]) -> None:

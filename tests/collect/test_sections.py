@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from calico_nodestatus.api import NodeStatusClass
+import json
+
+from calico_nodestatus.api import CalicoNodeRoute, NodeStatusClass
 from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.types import Route, RouteKind
 from calico_nodestatus.collect.sections import (
+    MIN_ROUTE_WIRE_BYTES,
     RouteAccumulator,
     bgp_by_family,
+    route_limit_for_budget,
     status_sections,
 )
 from tests.bird.transcripts import lines
@@ -165,3 +169,23 @@ def test_unknown_protocol_and_port_names_do_not_discard_routes() -> None:
     assert {k: (t.fib, t.rib) for k, t in routes.tallies(False).items()} == {
         "Other": (1, 0), "BGPPeer": (1, 0), "NodeMesh": (1, 0),
     }  # fmt: skip
+
+
+def test_route_limit_for_budget_never_drops_a_route_that_fits() -> None:
+    smallest = CalicoNodeRoute(type="FIB", destination="::/0", gateway="N/A")
+    wire = json.dumps(smallest.to_wire(), separators=(",", ":"))
+    assert len(wire) + 1 == MIN_ROUTE_WIRE_BYTES  # the constant is the real smallest route
+    assert route_limit_for_budget(1024 * 1024) == 15196
+    assert route_limit_for_budget(0) == 0
+
+
+def test_fixed_limit_prefers_fib_and_keeps_bird_order() -> None:
+    def route(prefix: str, primary: bool) -> Route:
+        return Route(prefix, RouteKind.VIA, "198.18.0.7", "eth0", "Mesh_198_18_0_7", primary, False, None, ())
+
+    routes = RouteAccumulator(limit=3)
+    routes.add([route("198.19.1.0/26", False), route("198.19.2.0/26", False), route("198.19.3.0/26", True)])
+    routes.add([route("198.19.4.0/26", True), route("198.19.5.0/26", False)])
+    kept = [(r.destination, r.type) for r in routes.routes_v4]
+    assert kept == [("198.19.1.0/26", "RIB"), ("198.19.3.0/26", "FIB"), ("198.19.4.0/26", "FIB")]
+    assert routes.total(False) == 5 and routes.routes_v6 == []

@@ -290,6 +290,35 @@ async def test_watch_filters_by_node(datastore: Datastore) -> None:
         await events.aclose()
 
 
+async def test_node_filtered_watch_sees_objects_move_in_and_out(datastore: Datastore) -> None:
+    """Like a Kubernetes field-selector watch: an object whose spec.node moves away is DELETED
+    for the old node's watch (carrying the object as it now is), ADDED for the new node's."""
+    created = await datastore.create(make_status("status-a", node="node-1"))
+    _, start = await datastore.list()
+    old_node = datastore.watch(start, node="node-1")
+    new_node = datastore.watch(start, node="node-2")
+    try:
+        moved = await datastore.update(with_spec(created, node="node-2"))
+        back = await datastore.update(with_spec(moved, node="node-1"))
+        (left,) = await collect(old_node, 1)
+        assert (left.type, left.object.name) == (EventType.DELETED, "status-a")
+        assert left.object.spec.node == "node-2"
+        assert left.resource_version == moved.metadata.resource_version
+        (entered,) = await collect(new_node, 1)
+        assert (entered.type, entered.object.spec.node) == (EventType.ADDED, "node-2")
+        (returned,) = await collect(old_node, 1)
+        assert (returned.type, returned.resource_version) == (EventType.ADDED, back.metadata.resource_version)
+        (gone,) = await collect(new_node, 1)
+        assert (gone.type, gone.object.spec.node) == (EventType.DELETED, "node-1")
+        await datastore.update(with_spec(back, update_period_seconds=5))
+        (changed,) = await collect(old_node, 1)
+        assert (changed.type, changed.object.spec.update_period_seconds) == (EventType.MODIFIED, 5)
+        assert await nothing_more(new_node)
+    finally:
+        await old_node.aclose()
+        await new_node.aclose()
+
+
 async def test_watch_from_compacted_revision_expires(datastore: Datastore) -> None:
     compact = getattr(datastore, "compact", None)
     if compact is None:

@@ -4,7 +4,6 @@ metric names."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +13,8 @@ import yaml
 
 from calico_nodestatus.metrics import bundle
 from calico_nodestatus.metrics.catalogue import known_series_names
+from tests.metrics.expressions import MONITORING, ROOT, alerts, dashboard_exprs, metric_names, rules
 
-ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "deploy" / "monitoring"
 HERE = Path(__file__).parent
 PROMTOOL = shutil.which("promtool")
 RULE_TESTS = sorted(HERE.glob("*_rules_test.yaml"))
@@ -31,28 +29,6 @@ def _promtool(*args: str, cwd: Path = HERE) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _rules() -> dict:
-    return yaml.safe_load((MONITORING / bundle.RULES_FILE).read_text())
-
-
-def _alerts() -> list[dict]:
-    return [rule for group in _rules()["groups"] for rule in group["rules"] if "alert" in rule]
-
-
-# Template variables Grafana fills in, replaced by values Prometheus accepts.
-_GRAFANA_VARS = {"$__rate_interval": "5m", "$node": ".*"}
-
-
-def _dashboard_exprs() -> list[str]:
-    exprs = []
-    for template in bundle.dashboard_expressions():
-        expr = template
-        for var, value in _GRAFANA_VARS.items():
-            expr = expr.replace(var, value)
-        exprs.append(expr)
-    return exprs
-
-
 @needs_promtool
 def test_rules_source_and_prometheus_rule_pass_promtool_check(tmp_path: Path) -> None:
     generated = yaml.safe_load((MONITORING / bundle.PROMETHEUS_RULE_FILE).read_text())
@@ -62,7 +38,7 @@ def test_rules_source_and_prometheus_rule_pass_promtool_check(tmp_path: Path) ->
     spec_file.write_text(yaml.safe_dump({"groups": generated["spec"]["groups"]}))
     result = _promtool("check", "rules", str(MONITORING / bundle.RULES_FILE), str(spec_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(_alerts())} rules found" in result.stdout
+    assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
 
 
 @needs_promtool
@@ -76,12 +52,12 @@ def test_promtool_rule_unit_tests(test_file: Path) -> None:
 @needs_promtool
 def test_promtool_unit_tests_fail_when_an_alert_is_broken(tmp_path: Path) -> None:
     """The unit tests bite: a rules file whose BGP session alert never fires fails them."""
-    rules = _rules()
-    for group in rules["groups"]:
+    broken = rules()
+    for group in broken["groups"]:
         for rule in group["rules"]:
             if rule.get("alert") == "CalicoBGPSessionNotEstablished":
                 rule["expr"] = "vector(1) < 0"
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(broken))
     test = yaml.safe_load((HERE / "bgp_rules_test.yaml").read_text())
     test["rule_files"] = ["rules.yaml"]
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
@@ -97,7 +73,7 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
         for case in yaml.safe_load(test_file.read_text())["tests"]:
             for check in case.get("alert_rule_test", []):
                 (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
-    names = {alert["alert"] for alert in _alerts()}
+    names = {alert["alert"] for alert in alerts()}
     assert len(names) == 18  # the 11 Felix alerts of the seed and our 7 BGP alerts
     assert names - firing == set(), "alerts never tested firing"
     assert names - quiet == set(), "alerts never tested quiet"
@@ -112,7 +88,7 @@ def test_generated_files_match_their_sources() -> None:
 
 @needs_promtool
 def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
-    exprs = _dashboard_exprs()
+    exprs = dashboard_exprs()
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:expr_{index}", "expr": expr} for index, expr in enumerate(exprs)
     ]}]}
@@ -123,20 +99,12 @@ def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
     assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
 
 
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_METRIC_LIKE = re.compile(r"\b((?:calico|felix)_[a-zA-Z0-9_]+)\b")
-
-
-def _metric_names(expr: str) -> set[str]:
-    return set(_METRIC_LIKE.findall(_STRINGS.sub('""', expr)))
-
-
 def test_expressions_use_only_catalogue_or_felix_metrics() -> None:
     known = known_series_names()
-    exprs = [alert["expr"] for alert in _alerts()] + _dashboard_exprs()
+    exprs = [alert["expr"] for alert in alerts()] + dashboard_exprs()
     used: set[str] = set()
     for expr in exprs:
-        names = _metric_names(expr)
+        names = metric_names(expr)
         assert names <= known, f"unknown metric names {names - known} in {expr!r}"
         used |= names
     # Every metric the seed names is shown or alerted on, and the dashboard covers our metrics.
@@ -145,7 +113,7 @@ def test_expressions_use_only_catalogue_or_felix_metrics() -> None:
 
 
 def test_name_check_rejects_an_unknown_metric() -> None:
-    names = _metric_names('rate(felix_made_up_total[5m]) + calico_nodestatus_routes{type="calico_x"}')
+    names = metric_names('rate(felix_made_up_total[5m]) + calico_nodestatus_routes{type="calico_x"}')
     assert names == {"felix_made_up_total", "calico_nodestatus_routes"}
     assert not names <= known_series_names()
 
@@ -188,5 +156,5 @@ def test_docs_list_every_metric_and_alert() -> None:
 
     docs = (ROOT / "docs" / "metrics.md").read_text()
     missing = [spec.name for spec in AGENT_METRICS if f"`{spec.name}`" not in docs]
-    missing += [alert["alert"] for alert in _alerts() if f"| {alert['alert']} |" not in docs]
+    missing += [alert["alert"] for alert in alerts() if f"| {alert['alert']} |" not in docs]
     assert missing == []

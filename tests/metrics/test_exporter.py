@@ -13,13 +13,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from calico_nodestatus.agent.runner import AgentCounters, AgentSnapshot, ObjectReport
 from calico_nodestatus.api import CalicoNodeAgentStatus, CalicoNodeBGPStatus, CalicoNodePeer
 from calico_nodestatus.bird.parse import parse_protocols_all, parse_status, reply_lines
 from calico_nodestatus.bird.types import ProtocolDetails, RouteStats
+from calico_nodestatus.cli.agent import agent_view
 from calico_nodestatus.collect.sections import daemon_status, is_bgp_peer, is_ipv6_peer, peer_ip, peer_section
 from calico_nodestatus.metrics import catalogue as cat
 from calico_nodestatus.metrics.exporter import ExporterOptions, MetricsServer, StatusCollector, build_registry
-from calico_nodestatus.metrics.state import MetricsState, WriteOutcome, state_age_seconds
+from calico_nodestatus.metrics.state import AgentView, MetricsState, ObjectView, state_age_seconds
 
 AT = datetime(2026, 11, 25, 0, 20, 0, tzinfo=UTC)
 
@@ -57,15 +59,22 @@ def _state(peertypes: tuple) -> MetricsState:
         route_counts={(4, "FIB", "BGPPeer"): 4, (4, "FIB", "NodeMesh"): 1, (4, "RIB", "BGPPeer"): 2},
         durations={"Agent": 0.0004, "BGP": 0.003, "Routes": 0.2},
     )
-    state.record_object("n1-status", 30)
-    state.record_write("n1-status", WriteOutcome.WRITTEN, AT, routes_omitted=0)
-    state.record_liveness(AT, 15.0)
     return state
+
+
+AGENT_VIEW = AgentView(
+    collections=1,
+    writes=1,
+    objects=(ObjectView("n1-status", 30, AT.timestamp(), AT.timestamp()),),
+    liveness=AT.timestamp(),
+    liveness_ttl=15.0,
+)
 
 
 @pytest.fixture
 def server(peertypes: tuple) -> Iterator[MetricsServer]:
-    with MetricsServer(build_registry(_state(peertypes)), host="127.0.0.1", port=0) as running:
+    registry = build_registry(_state(peertypes), agent=lambda: AGENT_VIEW)
+    with MetricsServer(registry, host="127.0.0.1", port=0) as running:
         yield running
 
 
@@ -140,7 +149,7 @@ def test_health_path_and_unknown_paths(server: MetricsServer) -> None:
 
 
 def test_describe_and_scrape_only_use_catalogue_names(peertypes: tuple) -> None:
-    collector = StatusCollector(_state(peertypes))
+    collector = StatusCollector(_state(peertypes), agent=lambda: AGENT_VIEW)
     described = {family.name for family in collector.describe()}
     assert described == {spec.name.removesuffix("_total") for spec in cat.AGENT_METRICS}
     exposed = {s.name for family in collector.collect() for s in family.samples}
@@ -202,26 +211,59 @@ def test_family_errors_mark_bird_down_and_count_errors() -> None:
     [daemon] = view.daemons
     assert (daemon.up, daemon.ready, daemon.version) == (False, False, "2.0.12")
     assert view.collection_errors == {4: 2, 6: 1}
-    assert view.collections == 3
     assert view.last_collection_success == AT.timestamp()
     state.record_collection(AT + timedelta(seconds=20), durations={"BGP": 0.01})
     assert state.view().daemons[0].up is True
 
 
-def test_write_outcomes() -> None:
-    state = MetricsState("n1")
-    state.record_object("a", 60)
-    state.record_write("a", WriteOutcome.CONFLICT, AT)
-    state.record_write("a", WriteOutcome.ERROR, AT)
-    state.record_write("a", WriteOutcome.UNCHANGED, AT + timedelta(seconds=1))
-    view = state.view()
-    assert (view.writes, view.write_conflicts, view.write_errors) == (2, 1, 1)
-    assert view.objects["a"].last_write is None
-    assert view.objects["a"].last_refresh == AT.timestamp() + 1
-    state.record_write("a", WriteOutcome.WRITTEN, AT + timedelta(seconds=2), routes_omitted=12)
-    assert state.view().objects["a"].routes_omitted == 12
-    state.forget_object("a")
-    assert state.view().objects == {}
+def _snapshot(**changes: object) -> AgentSnapshot:
+    fields: dict = {
+        "node": "n1", "objects": ("a", "b"), "collected": None, "collected_at": None,
+        "last_write_at": AT, "datastore_ok": True, "datastore_reason": "",
+        "routes_omitted": {"b": {"v4": 10, "v6": 2}},
+        "counters": AgentCounters(
+            collections=5, collection_failures=2, writes=3, write_conflicts=1, write_errors=4,
+            writes_skipped_unchanged=9,
+        ),
+        "object_reports": {
+            "a": ObjectReport(60, None, AT + timedelta(seconds=1)),
+            "b": ObjectReport(0, AT, AT),
+        },
+        "last_heartbeat_at": AT,
+    }
+    return AgentSnapshot(**{**fields, **changes})
+
+
+def _agent_samples(source: AgentView | None) -> list[Sample]:
+    collector = StatusCollector(MetricsState("n1"), agent=None if source is None else lambda: source)
+    return [s for family in collector.collect() for s in family.samples]
+
+
+def test_agent_series_come_from_the_agent_snapshot() -> None:
+    """Counters are the agent's: attempts are successes plus failures; skipped writes are none."""
+    samples = _agent_samples(agent_view(_snapshot(), 15.0))
+    assert _values(samples, cat.COLLECTIONS.name) == [7.0]
+    assert _values(samples, cat.DATASTORE_WRITES.name) == [8.0]
+    assert _values(samples, cat.DATASTORE_WRITE_CONFLICTS.name) == [1.0]
+    assert _values(samples, cat.DATASTORE_WRITE_ERRORS.name) == [4.0]
+    assert _values(samples, cat.STATUS_LAST_WRITE.name, name="a") == []  # never written
+    assert _values(samples, cat.STATUS_LAST_REFRESH.name, name="a") == [AT.timestamp() + 1]
+    assert _values(samples, cat.STATUS_UPDATE_PERIOD.name, name="a") == [60.0]
+    assert _values(samples, cat.STATUS_ROUTES_OMITTED.name, name="b") == [12.0]
+    assert _values(samples, cat.AGENT_LIVENESS.name) == [AT.timestamp()]
+    assert _values(samples, cat.AGENT_LIVENESS_TTL.name) == [15.0]
+    # Before the first heartbeat there is no liveness to report.
+    quiet = _agent_samples(agent_view(_snapshot(last_heartbeat_at=None), 15.0))
+    assert _values(quiet, cat.AGENT_LIVENESS.name) == []
+
+
+def test_without_an_agent_its_series_are_absent() -> None:
+    agent_names = {
+        cat.COLLECTIONS.name, cat.DATASTORE_WRITES.name, cat.STATUS_UPDATE_PERIOD.name,
+        cat.AGENT_LIVENESS.name,
+    }
+    assert not agent_names & {s.name for s in _agent_samples(None)}
+    assert agent_names <= {s.name for s in _agent_samples(AGENT_VIEW)}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,21 @@ import pytest
 
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import NodeStatusAgent
-from calico_nodestatus.api import NodeStatusClass
+from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.health.statusfile import read_status_file
 from tests.faults.replay import Fault, ReplayServer, replaying
-from tests.plugins.etcd import EtcdServer
+from tests.faults.tcp_relay import TcpRelay, tcp_relay
+from tests.plugins.etcd import EtcdServer, free_port
 from tests.reliability.conftest import node_status, running_agent, wait_for
 
 PERIOD = 1
+DATASTORE_TIMEOUT = 2.0  # the agent's per-request datastore timeout in these tests (conftest)
+# The watch reconnects with backoff (capped at 30 s); after a 10 s outage its next attempt is at
+# most 16 s away, so a spec change made right after recovery arrives within that.
+WATCH_BACKOFF_AFTER_10S = 16.0
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -62,12 +68,15 @@ async def _outage(
     seconds: float,
     during: Callable[[], None],
 ) -> None:
-    """While the datastore is down: the agent keeps collecting and says the datastore is out."""
+    """While the datastore is down: the agent keeps collecting and says the datastore is out.
+    A write attempt holds the agent's loop for at most the datastore timeout, so collections
+    continue at least once per period + timeout."""
     collections = agent.snapshot().counters.collections
     during()
     await asyncio.sleep(seconds)
     snapshot = agent.snapshot()
-    assert snapshot.counters.collections >= collections + seconds / PERIOD - 2, "collection stalled"
+    least = seconds / (PERIOD + DATASTORE_TIMEOUT) - 1
+    assert snapshot.counters.collections - collections >= least, "collection stalled"
     assert not snapshot.datastore_ok and snapshot.datastore_reason
     component = _datastore_component(status_file)
     assert component is not None and not component.ready and component.reason
@@ -80,7 +89,8 @@ async def _etcd_outage(
     config = DatastoreConfig.from_env(environ=etcd.datastore_env())
     async with open_datastore(config) as store, open_datastore(config) as user:
         await user.create(node_status("outage", ["Agent", "BGP", "Routes"], PERIOD))
-        async with running_agent(store, _collector(bird), status_file=status_file, resync_seconds=600) as agent:
+        collector = _collector(bird)
+        async with running_agent(store, collector, status_file=status_file, resync_seconds=600) as agent:
             await wait_for(lambda: _v4_routes(user, "outage"), 5, "status filled")
 
             def bird_changes() -> None:
@@ -94,8 +104,10 @@ async def _etcd_outage(
             async def latest_written() -> bool:
                 return await _v4_routes(user, "outage") == 0
 
-            await wait_for(latest_written, PERIOD + 3, "the latest status written after recovery")
-            assert time.monotonic() - recovered <= PERIOD + 3
+            # One period, plus one request timeout for the first write racing etcd's start-up.
+            within = PERIOD + DATASTORE_TIMEOUT + 2
+            await wait_for(latest_written, within, "the latest status written after recovery")
+            assert time.monotonic() - recovered <= within
             # The resumed watch delivers the next spec change (no re-list: resync is 10 minutes).
             obj = await user.get("outage")
             obj.spec.classes = [NodeStatusClass.AGENT]
@@ -105,7 +117,7 @@ async def _etcd_outage(
                 stored = await user.get("outage")
                 return not stored.status.bgp.peers_v4 and stored.status.agent.bird_v4.state == "Ready"
 
-            await wait_for(routes_cleared, PERIOD + 2, "spec change after the outage applied")
+            await wait_for(routes_cleared, WATCH_BACKOFF_AFTER_10S * seconds / 10, "spec change applied")
             await wait_for(lambda: _ok(agent, status_file), 3, "outage cleared in snapshot and status file")
 
 
@@ -130,46 +142,83 @@ async def test_etcd_stopped_60s_and_restarted(
     await _etcd_outage(etcd_factory(), bird, tmp_path, 60)
 
 
+@asynccontextmanager
+async def _partitioned_agent(
+    etcd: EtcdServer, bird: tuple[ReplayServer, ReplayServer], name: str, classes: list[str]
+) -> AsyncIterator[tuple[Datastore, TcpRelay]]:
+    """The agent reaching etcd through a relay that can be cut (a partition), and a user's client
+    talking to etcd directly. Resync is 10 minutes: only the watch can deliver changes."""
+    user_config = DatastoreConfig.from_env(environ=etcd.datastore_env())
+    async with tcp_relay(free_port(), etcd.client_port) as relay, open_datastore(user_config) as user:
+        agent_env = etcd.datastore_env() | {"ETCD_ENDPOINTS": f"http://127.0.0.1:{relay.port}"}
+        await user.create(node_status(name, classes, 60))
+        async with (
+            open_datastore(DatastoreConfig.from_env(environ=agent_env)) as store,
+            running_agent(store, _collector(bird), resync_seconds=600),
+        ):
+
+            async def reported() -> bool:
+                return (await user.get(name)).status.agent.bird_v4.state == "Ready"
+
+            await wait_for(reported, 5, "first report")
+            yield user, relay
+
+
+async def _respec(store: Datastore, name: str, classes: list[NodeStatusClass]) -> CalicoNodeStatus:
+    obj = await store.get(name)
+    obj.spec.classes = classes
+    return await store.update(obj)
+
+
+def _bgp_without_routes(user: Datastore, name: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        stored = await user.get(name)
+        return stored.status.bgp.number_established_v4 == 2 and not stored.status.routes.routes_v4
+
+    return probe
+
+
 @pytest.mark.etcd
 @pytest.mark.slow
-async def test_etcd_restarted_with_compaction_relists(
+async def test_watch_dropped_resumes_without_missing_a_change(
     etcd_factory: Callable[..., EtcdServer],
     bird: tuple[ReplayServer, ReplayServer],
-    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The watch stream is cut (network partition, etcd keeps running) while the spec changes:
+    the agent resumes the watch from its last revision and gets the change, without a re-list."""
+    caplog.set_level("INFO", logger="calico_nodestatus")
+    async with _partitioned_agent(etcd_factory(), bird, "dropped", ["Agent"]) as (user, relay):
+        await relay.cut()
+        await _respec(user, "dropped", [NodeStatusClass.AGENT, NodeStatusClass.BGP])
+        await asyncio.sleep(1)
+        await relay.restore()
+        await wait_for(_bgp_without_routes(user, "dropped"), 10, "the change made during the cut applied")
+    assert "event=watch_failed" in caplog.text
+    assert caplog.text.count("event=listed") == 1, "resumed by revision, not by a re-list"
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+async def test_etcd_compacted_past_the_watch_revision_relists(
+    etcd_factory: Callable[..., EtcdServer],
+    bird: tuple[ReplayServer, ReplayServer],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """While the agent is cut off, the spec changes twice and etcd compacts past the agent's watch
-    revision: the watch cannot resume, the agent lists again and applies the LAST spec."""
-    etcd = etcd_factory()
-    config = DatastoreConfig.from_env(environ=etcd.datastore_env())
+    revision: the watch cannot resume (WatchExpired), the agent lists again and applies the LAST
+    spec. (The restart half of this fault is test_etcd_stopped_10s_and_restarted.)"""
     caplog.set_level("INFO", logger="calico_nodestatus")
-    async with open_datastore(config) as store:
-        await store.create(node_status("compacted", ["Agent"], 60))
-        async with running_agent(store, _collector(bird), resync_seconds=600):
-
-            async def agent_only() -> bool:
-                obj = await store.get("compacted")
-                return obj.status.agent.bird_v4.state == "Ready"
-
-            await wait_for(agent_only, 5, "first report")
-            etcd.stop()
-            await asyncio.sleep(4)  # the watch backs off (seconds by now): time to change and compact
-            etcd.start()
-            async with open_datastore(config) as user:
-                obj = await user.get("compacted")
-                obj.spec.classes = [NodeStatusClass.AGENT, NodeStatusClass.ROUTES]
-                obj = await user.update(obj)
-                obj.spec.classes = [NodeStatusClass.AGENT, NodeStatusClass.BGP]
-                obj = await user.update(obj)
-                revision = obj.metadata.resource_version
-            etcd.etcdctl("compaction", str(revision))
-
-            async def bgp_only() -> bool:
-                stored = await store.get("compacted")
-                return stored.status.bgp.number_established_v4 == 2 and not stored.status.routes.routes_v4
-
-            await wait_for(bgp_only, 10, "the last spec applied after the re-list")
-    assert "event=watch_expired" in caplog.text, "the watch revision was not compacted away in time"
+    etcd = etcd_factory()
+    async with _partitioned_agent(etcd, bird, "compacted", ["Agent"]) as (user, relay):
+        await relay.cut()
+        await _respec(user, "compacted", [NodeStatusClass.AGENT, NodeStatusClass.ROUTES])
+        last = await _respec(user, "compacted", [NodeStatusClass.AGENT, NodeStatusClass.BGP])
+        etcd.etcdctl("compaction", str(last.metadata.resource_version))
+        await relay.restore()
+        await wait_for(_bgp_without_routes(user, "compacted"), 10, "the last spec applied after the re-list")
+    assert "event=watch_expired" in caplog.text
+    assert caplog.text.count("event=listed") == 2
 
 
 async def test_embedded_locked_10s_by_another_process(
@@ -181,7 +230,7 @@ async def test_embedded_locked_10s_by_another_process(
         await user.create(node_status("locked", ["Agent", "BGP", "Routes"], PERIOD))
         async with running_agent(store, _collector(bird), status_file=status_file) as agent:
             await wait_for(lambda: _v4_routes(user, "locked"), 5, "status filled")
-            locker = subprocess.Popen(
+            locker = subprocess.Popen(  # noqa: ASYNC220 - a plain child holding a lock, no I/O wait
                 [sys.executable, "-m", "tests.datastore.embedded_worker", "lock", str(db)],
                 cwd=REPO,
                 stdin=subprocess.PIPE,

@@ -6,10 +6,12 @@ Our rules, where upstream's are bugs (see the upstream gaps list, section A):
   or a zero counter equals an absent one, and list order is ignored (upstream's deep equality saw
   "changed" on every cycle whenever a family had no peers or routes, rewriting the object every
   period).
-- BIRD 1.6 prints a session's ``since`` (``HH:MM:SS``) computed from a relative clock, so the same
-  moment comes out one second apart from one query to the next (seen in the lab: IPv6 sessions
-  flip between ``01:23:53`` and ``01:23:54``). Such a jitter is not a change: the stored value is
-  kept (``keep_stable_since``), or a quiet node would be rewritten every few periods.
+- BIRD 1.6 prints its times (a session's ``since``, ``HH:MM:SS``; the daemon's last boot and
+  reconfiguration, ``YYYY-MM-DD HH:MM:SS``) computed from a relative clock, so the same moment
+  comes out one second apart from one query to the next (seen in the lab: sessions flip between
+  ``01:23:53`` and ``01:23:54``, a restarted daemon's boot time between ``01:33:35`` and
+  ``01:33:36`` for as long as it runs). Such a jitter is not a change: the stored value is kept
+  (``keep_stable_times``), or a quiet node would be rewritten every few periods.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from calico_nodestatus.api import (
+    BGPDaemonStatus,
     CalicoNodeAgentStatus,
     CalicoNodeBGPRouteStatus,
     CalicoNodeBGPStatus,
@@ -77,43 +80,75 @@ def build_status(
     )
 
 
-SINCE_JITTER_SECONDS = 1
+TIME_JITTER_SECONDS = 1
 _DAY_SECONDS = 24 * 3600
 
 
-def _clock_seconds(since: str) -> int | None:
-    parts = since.split(":")
+def _clock_seconds(text: str) -> int | None:
+    parts = text.split(":")
     if len(parts) != 3 or not all(part.isdigit() for part in parts):
-        return None  # a date (changes older than 20 h) or another format: compared exactly
+        return None
     hours, minutes, seconds = (int(part) for part in parts)
     return hours * 3600 + minutes * 60 + seconds
 
 
 def _same_moment(a: str, b: str) -> bool:
+    """True when two BIRD times differ by at most the jitter: times of day (``HH:MM:SS``, across
+    midnight too) or date-times; anything else (a bare date) must match exactly."""
     if a == b:
         return True
-    sa, sb = _clock_seconds(a), _clock_seconds(b)
-    if sa is None or sb is None:
+    clock_a, clock_b = _clock_seconds(a), _clock_seconds(b)
+    if clock_a is not None and clock_b is not None:
+        difference = abs(clock_a - clock_b) % _DAY_SECONDS
+        return min(difference, _DAY_SECONDS - difference) <= TIME_JITTER_SECONDS
+    try:
+        moment_a, moment_b = datetime.fromisoformat(a), datetime.fromisoformat(b)
+    except ValueError:
         return False
-    difference = abs(sa - sb) % _DAY_SECONDS
-    return min(difference, _DAY_SECONDS - difference) <= SINCE_JITTER_SECONDS
+    has_time = ":" in a and ":" in b  # a bare date (an old session) is compared exactly
+    return has_time and abs(moment_a - moment_b) <= timedelta(seconds=TIME_JITTER_SECONDS)
 
 
-def keep_stable_since(
+def _stable(stored: str | None, fresh: str | None) -> str | None:
+    return stored if stored and fresh and _same_moment(stored, fresh) else fresh
+
+
+def _stable_daemon(desired: BGPDaemonStatus, stored: BGPDaemonStatus) -> BGPDaemonStatus:
+    identity = (desired.state, desired.version, desired.router_id)
+    if identity != (stored.state, stored.version, stored.router_id):
+        return desired
+    return desired.model_copy(
+        update={
+            "last_boot_time": _stable(stored.last_boot_time, desired.last_boot_time),
+            "last_reconfiguration_time": _stable(
+                stored.last_reconfiguration_time, desired.last_reconfiguration_time
+            ),
+        }
+    )
+
+
+def keep_stable_times(
     desired: CalicoNodeStatusStatus, stored: CalicoNodeStatusStatus
 ) -> CalicoNodeStatusStatus:
-    """``desired`` with each peer's ``since`` replaced by the stored one when they differ only by
-    BIRD's rounding jitter (same peer, type and state)."""
-    updates = {}
+    """``desired`` with BIRD's times replaced by the stored ones where they differ only by BIRD's
+    rounding jitter: each peer's ``since`` (same peer, type and state) and each daemon's boot and
+    reconfiguration times (same state, version and router ID)."""
+    peer_updates = {}
     for attribute in ("peers_v4", "peers_v6"):
         previous = {(p.peer_ip, p.type, p.state): p.since for p in getattr(stored.bgp, attribute)}
-        peers = []
-        for peer in getattr(desired.bgp, attribute):
-            old = previous.get((peer.peer_ip, peer.type, peer.state))
-            jittered = old and peer.since and old != peer.since and _same_moment(old, peer.since)
-            peers.append(peer.model_copy(update={"since": old}) if jittered else peer)
-        updates[attribute] = peers
-    return desired.model_copy(update={"bgp": desired.bgp.model_copy(update=updates)})
+        peer_updates[attribute] = [
+            peer.model_copy(
+                update={"since": _stable(previous.get((peer.peer_ip, peer.type, peer.state)), peer.since)}
+            )
+            for peer in getattr(desired.bgp, attribute)
+        ]
+    agent = desired.agent.model_copy(
+        update={
+            "bird_v4": _stable_daemon(desired.agent.bird_v4, stored.agent.bird_v4),
+            "bird_v6": _stable_daemon(desired.agent.bird_v6, stored.agent.bird_v6),
+        }
+    )
+    return desired.model_copy(update={"agent": agent, "bgp": desired.bgp.model_copy(update=peer_updates)})
 
 
 def _is_empty(value: Any) -> bool:

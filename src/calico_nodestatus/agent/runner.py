@@ -33,7 +33,7 @@ from calico_nodestatus.agent.budget import (
 from calico_nodestatus.agent.content import (
     CollectedSections,
     build_status,
-    keep_stable_since,
+    keep_stable_times,
     rfc3339_now,
     same_content,
 )
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 # Collects the given classes for both IP families (one BIRD query per piece of data).
 Collector = Callable[[frozenset[NodeStatusClass]], Awaitable[CollectedSections]]
+# Told about every collection attempt, on the agent's loop: what was collected (None when the
+# collection failed as a whole) and when. Metrics use it for per-collection observations.
+CollectionObserver = Callable[[CollectedSections | None, datetime], None]
 
 WRITE_ATTEMPTS = 3
 STOP_GRACE_SECONDS = 1.0
@@ -89,6 +92,15 @@ class AgentCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectReport:
+    """Per tracked object: its period and when its status was last written / confirmed current."""
+
+    update_period_seconds: int
+    last_write_at: datetime | None
+    last_refresh_at: datetime | None  # written, or found already current
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSnapshot:
     """What metrics and health read: the latest collection and the agent's own counters."""
 
@@ -101,6 +113,8 @@ class AgentSnapshot:
     datastore_reason: str
     routes_omitted: dict[str, dict[str, int]]  # object name -> {"v4": n, "v6": m}
     counters: AgentCounters
+    object_reports: dict[str, ObjectReport] = field(default_factory=dict)
+    last_heartbeat_at: datetime | None = None  # the liveness heartbeat's last round
 
 
 @dataclass(slots=True)
@@ -111,6 +125,8 @@ class _Tracked:
     backoff: Backoff = field(default_factory=Backoff)
     pending_truncated: dict[int, int] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)
+    written_at: datetime | None = None
+    refreshed_at: datetime | None = None
 
 
 def _spec_key(obj: CalicoNodeStatus) -> tuple[str, frozenset[NodeStatusClass], int]:
@@ -146,12 +162,15 @@ class NodeStatusAgent:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_collection: CollectionObserver | None = None,
     ) -> None:
         self._datastore = datastore
         self._settings = settings
         self._collector = collector
         self._monotonic = monotonic
         self._wall_clock = wall_clock
+        self._on_collection = on_collection
+        self._last_heartbeat_at: datetime | None = None
         self._scheduler = Scheduler()
         self._tracked: dict[str, _Tracked] = {}
         self._inbox: asyncio.Queue[WatchUpdate] = asyncio.Queue()
@@ -173,16 +192,23 @@ class NodeStatusAgent:
         self._stop_requested.set()
 
     def snapshot(self) -> AgentSnapshot:
+        """Safe to call from another thread (the metrics scrape): containers are copied in one step."""
+        tracked = tuple(self._tracked.items())
         return AgentSnapshot(
             node=self._settings.node,
-            objects=tuple(sorted(self._tracked)),
+            objects=tuple(sorted(name for name, _ in tracked)),
             collected=self._collected,
             collected_at=self._collected_at,
             last_write_at=self._last_write_at,
             datastore_ok=self._datastore_ok,
             datastore_reason=self._datastore_reason,
-            routes_omitted={name: dict(t.omitted) for name, t in self._tracked.items() if t.omitted},
+            routes_omitted={name: dict(t.omitted) for name, t in tracked if t.omitted},
             counters=replace(self._counters),
+            object_reports={
+                name: ObjectReport(t.obj.spec.update_period_seconds, t.written_at, t.refreshed_at)
+                for name, t in tracked
+            },
+            last_heartbeat_at=self._last_heartbeat_at,
         )
 
     async def run(self) -> None:
@@ -211,12 +237,22 @@ class NodeStatusAgent:
             # Cancelling mid-write is safe: a compare-and-swap write either happened or not.
             for task in (stop_waiter, *tasks):
                 task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            await self._release_liveness()
+            # Stopping is bounded: a task still unwinding after its share of the grace (e.g. a
+            # datastore call finishing in a worker thread) is left behind, cancelled.
+            deadline = self._monotonic() + STOP_GRACE_SECONDS
+            done, unfinished = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS / 2)
+            if unfinished:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "stop_left_tasks",
+                    tasks=",".join(sorted(task.get_name() for task in unfinished)),
+                )
+            await self._release_liveness(max(0.0, deadline - self._monotonic()))
             log_event(log, logging.INFO, "agent_stopped", node=node)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        for task in done:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
 
     # ---- main loop ----------------------------------------------------------------------------
 
@@ -338,10 +374,12 @@ class NodeStatusAgent:
             log_event(
                 log, logging.ERROR, "collect_failed", classes=",".join(sorted(classes)), error=repr(exc)
             )
+            if self._on_collection is not None:
+                self._on_collection(None, self._wall_clock())
             return None
         self._counters.collections += 1
         self._collected = collected
-        self._collected_at = self._wall_clock()
+        self._collected_at = collected_at = self._wall_clock()
         log_event(
             log,
             logging.DEBUG,
@@ -351,6 +389,8 @@ class NodeStatusAgent:
             errors=";".join(f"v{fam}:{err}" for fam, err in sorted(collected.family_errors.items())) or None,
         )
         self._update_bird_health(collected, classes)
+        if self._on_collection is not None:
+            self._on_collection(collected, collected_at)
         return collected
 
     # ---- writes -------------------------------------------------------------------------------
@@ -377,7 +417,7 @@ class NodeStatusAgent:
             if tracked is None:
                 return
             current = tracked.obj
-            fitted, cut = self._fit(current, keep_stable_since(desired, current.status))
+            fitted, cut = self._fit(current, keep_stable_times(desired, current.status))
             omitted = {
                 family: cut.get(family, 0) + truncated.get(number, 0)
                 for family, number in (("v4", 4), ("v6", 6))
@@ -388,6 +428,7 @@ class NodeStatusAgent:
             if status_same and annotation_same:
                 tracked.pending, tracked.retry_at = None, None
                 tracked.omitted = omitted if annotation else {}
+                tracked.refreshed_at = self._wall_clock()
                 self._counters.writes_skipped_unchanged += 1
                 return
             try:
@@ -410,6 +451,7 @@ class NodeStatusAgent:
             tracked.backoff.reset()
             self._counters.writes += 1
             self._last_write_at = self._wall_clock()
+            tracked.written_at = tracked.refreshed_at = self._last_write_at
             self._set_datastore_state(True, "")
             log_event(
                 log,
@@ -501,12 +543,13 @@ class NodeStatusAgent:
             else:
                 log_event(log, logging.DEBUG, "liveness_renewed", node=settings.node)
             self._write_component("agent", ready=True, reason="")
+            self._last_heartbeat_at = self._wall_clock()
             await asyncio.sleep(settings.heartbeat_seconds)
 
-    async def _release_liveness(self) -> None:
+    async def _release_liveness(self, within_seconds: float) -> None:
         settings = self._settings
         try:
-            async with asyncio.timeout(STOP_GRACE_SECONDS):
+            async with asyncio.timeout(within_seconds):
                 await self._datastore.release_liveness(settings.node, settings.holder)
         except (DatastoreError, OSError, TimeoutError) as exc:
             log_event(

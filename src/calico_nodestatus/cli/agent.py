@@ -1,22 +1,36 @@
-"""CLI commands: agent — fill this node's CalicoNodeStatus objects from BIRD until stopped."""
+"""CLI commands: agent — fill this node's CalicoNodeStatus objects from BIRD until stopped, and
+serve its Prometheus metrics.
+
+Metrics wiring: the agent's collection hook feeds ``MetricsState`` (per-collection observations:
+histograms, flaps, each section's latest value); everything the agent already counts (collections,
+writes, objects, liveness) is read from ``agent.snapshot()`` at scrape time, so nothing is counted
+twice. A scrape reads memory only and never waits on BIRD or the datastore."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import click
+from prometheus_client import CollectorRegistry
 
 from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, MIN_SIZE_BUDGET_BYTES
-from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
+from calico_nodestatus.agent.content import CollectedSections
+from calico_nodestatus.agent.runner import AgentSettings, AgentSnapshot, NodeStatusAgent
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.store import datastore_config
 from calico_nodestatus.datastore.config import open_datastore
+from calico_nodestatus.metrics.catalogue import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
+from calico_nodestatus.metrics.exporter import ExporterOptions, MetricsServer, build_registry
+from calico_nodestatus.metrics.state import AgentView, MetricsState, ObjectView
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|K|M)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
@@ -56,6 +70,53 @@ def _check_node(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _unix(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+def agent_view(snapshot: AgentSnapshot, liveness_ttl_seconds: float) -> AgentView:
+    """The agent's own bookkeeping in the exporter's terms (attempts = successes + failures)."""
+    counters = snapshot.counters
+    return AgentView(
+        collections=counters.collections + counters.collection_failures,
+        writes=counters.writes + counters.write_conflicts + counters.write_errors,
+        write_conflicts=counters.write_conflicts,
+        write_errors=counters.write_errors,
+        objects=tuple(
+            ObjectView(
+                name,
+                report.update_period_seconds,
+                _unix(report.last_write_at),
+                _unix(report.last_refresh_at),
+                sum(snapshot.routes_omitted.get(name, {}).values()),
+            )
+            for name, report in snapshot.object_reports.items()
+        ),
+        liveness=_unix(snapshot.last_heartbeat_at),
+        liveness_ttl=liveness_ttl_seconds,
+    )
+
+
+def _record_collection(state: MetricsState) -> Callable[[CollectedSections | None, datetime], None]:
+    def record(collected: CollectedSections | None, at: datetime) -> None:
+        if collected is None:
+            state.record_collection_failure()
+        elif collected.result is not None:
+            state.record_result(collected.result, at)
+
+    return record
+
+
+def _metrics_server(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+    try:
+        return MetricsServer(registry, host, port)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            param_hint="'--metrics-host' / '--metrics-port'",
+        ) from exc
+
+
 @click.command("agent")
 @click.option("--node", envvar="NODENAME", callback=_check_node, help="This node's name (env NODENAME).")
 @click.option("--bird-socket", type=click.Path(dir_okay=False), help="BIRD (IPv4) control socket.")
@@ -87,6 +148,27 @@ def _check_node(ctx: click.Context, param: click.Parameter, value: str | None) -
     show_default=True,
     help="How often the node's objects are listed again besides the watch.",
 )
+@click.option(
+    "--metrics-host",
+    envvar="CALICO_NODESTATUS_METRICS_HOST",
+    default=DEFAULT_METRICS_HOST,
+    show_default=True,
+    help="Address the Prometheus exporter listens on (env CALICO_NODESTATUS_METRICS_HOST).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    envvar="CALICO_NODESTATUS_METRICS_PORT",
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    help="Port of /metrics and /healthz; 0 disables the exporter (env CALICO_NODESTATUS_METRICS_PORT).",
+)
+@click.option(
+    "--metrics-mesh-peers/--no-metrics-mesh-peers",
+    default=False,
+    show_default=True,
+    help="Per-peer series for node-to-node mesh peers too (they grow with the square of the node count).",
+)
 @click.pass_obj
 @user_errors
 def agent_command(
@@ -99,6 +181,9 @@ def agent_command(
     status_file: Path | None,
     heartbeat_seconds: float,
     resync_seconds: float,
+    metrics_host: str,
+    metrics_port: int,
+    metrics_mesh_peers: bool,
 ) -> None:
     """Keep every CalicoNodeStatus whose spec.node is NODE filled from this node's BIRD.
 
@@ -116,15 +201,23 @@ def agent_command(
         status_file=status_file,
     )
     config = datastore_config(cli_ctx)
+    state = MetricsState(node)
 
     async def run() -> None:
         async with open_datastore(config) as datastore:
             collector = bird_collector(bird_socket, bird6_socket, size_budget)
-            agent = NodeStatusAgent(datastore, settings, collector)
+            agent = NodeStatusAgent(datastore, settings, collector, on_collection=_record_collection(state))
+            registry = build_registry(
+                state,
+                ExporterOptions(mesh_peer_series=metrics_mesh_peers),
+                agent=lambda: agent_view(agent.snapshot(), settings.liveness_ttl_seconds),
+            )
+            server = _metrics_server(registry, metrics_host, metrics_port) if metrics_port else None
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, agent.stop)
-            await agent.run()
+            with server or contextlib.nullcontext():
+                await agent.run()
 
     asyncio.run(run())
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -34,7 +36,14 @@ from calico_nodestatus.api import (
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.store import run_with_datastore
-from calico_nodestatus.datastore.base import AlreadyExists, Conflict, Datastore, DatastoreError, NotFound
+from calico_nodestatus.datastore.base import (
+    AlreadyExists,
+    Conflict,
+    Datastore,
+    DatastoreError,
+    LivenessRecord,
+    NotFound,
+)
 
 RESOURCE_NAMES: Final = ("caliconodestatus", "caliconodestatuses", "cns", "nodestatus", "nodestatuses")
 OUTPUT_FORMATS: Final = ("ps", "wide", "yaml", "json", "name")
@@ -65,22 +74,46 @@ def _established(obj: CalicoNodeStatus, family: str) -> str:
     return f"{established}/{len(peers)}" if peers else "-"
 
 
+class AgentState(StrEnum):
+    """What `get -o wide` says about the agent that fills an object (see `agent_state`)."""
+
+    ALIVE = "alive"
+    STALE = "stale"
+    NONE = "none"
+
+
+def agent_state(obj: CalicoNodeStatus, live_nodes: AbstractSet[str]) -> AgentState:
+    """alive: its node's liveness record is fresh. Expired records read as absent, so without one:
+    stale if an agent once wrote status (it stopped renewing), none if no agent ever reported."""
+    if obj.spec.node in live_nodes:
+        return AgentState.ALIVE
+    return AgentState.STALE if obj.status.last_updated is not None else AgentState.NONE
+
+
+def live_nodes(records: list[LivenessRecord], now: datetime) -> frozenset[str]:
+    return frozenset(record.node for record in records if record.is_alive(now))
+
+
 _PS_COLUMNS: Final = [
     Column("NAME", lambda obj: obj.metadata.name),
     Column("NODE", lambda obj: obj.spec.node),
 ]
-# Extend here for more wide columns (e.g. agent liveness from Datastore.list_liveness).
-_WIDE_COLUMNS: Final = [
-    *_PS_COLUMNS,
-    Column("CLASSES", lambda obj: ",".join(obj.spec.classes) or "-"),
-    Column("PERIOD", lambda obj: f"{obj.spec.update_period_seconds}s"),
-    Column(
-        "LAST-UPDATED",
-        lambda obj: format_time(obj.status.last_updated) if obj.status.last_updated else "-",
-    ),
-    Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
-    Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
-]
+
+
+def wide_columns(alive: AbstractSet[str]) -> list[Column]:
+    """The ps columns plus spec, freshness and sessions; `alive`: nodes with a live agent."""
+    return [
+        *_PS_COLUMNS,
+        Column("CLASSES", lambda obj: ",".join(obj.spec.classes) or "-"),
+        Column("PERIOD", lambda obj: f"{obj.spec.update_period_seconds}s"),
+        Column(
+            "LAST-UPDATED",
+            lambda obj: format_time(obj.status.last_updated) if obj.status.last_updated else "-",
+        ),
+        Column("AGENT", lambda obj: agent_state(obj, alive)),
+        Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
+        Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
+    ]
 
 
 def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
@@ -94,10 +127,13 @@ def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def render_objects(objects: list[CalicoNodeStatus], output: str, *, single: bool) -> str:
-    """`get` output. A single named object prints as itself; otherwise a list (a bare YAML list)."""
+def render_objects(
+    objects: list[CalicoNodeStatus], output: str, *, single: bool, alive: AbstractSet[str] = frozenset()
+) -> str:
+    """`get` output. A single named object prints as itself; otherwise a list (a bare YAML list).
+    `alive` (nodes whose agent is live) feeds the wide table's AGENT column."""
     if output in ("ps", "wide"):
-        return render_table(_WIDE_COLUMNS if output == "wide" else _PS_COLUMNS, objects)
+        return render_table(wide_columns(alive) if output == "wide" else _PS_COLUMNS, objects)
     if output == "name":
         return "".join(f"caliconodestatus/{obj.metadata.name}\n" for obj in objects)
     wire: object = objects[0].to_wire() if single else [obj.to_wire() for obj in objects]
@@ -269,17 +305,27 @@ def _write_command(mode: WriteMode) -> click.Command:
 @click.pass_obj
 @user_errors
 def get_command(ctx: CliContext, resource: str, name: str | None, output: str, node: str | None) -> None:
-    """Show CalicoNodeStatus objects (RESOURCE: caliconodestatus, cns, nodestatus, …)."""
+    """Show CalicoNodeStatus objects (RESOURCE: caliconodestatus, cns, nodestatus, …).
+
+    \b
+    -o wide adds an AGENT column from the agents' liveness records:
+      alive  the object's node has a liveness record renewed within its TTL
+      stale  no live record, but the object has status: its agent reported, then stopped
+      none   no live record and no status yet: no agent has picked the object up
+    """
     check_resource_type(resource)
 
-    async def fetch(datastore: Datastore) -> list[CalicoNodeStatus]:
+    async def fetch(datastore: Datastore) -> tuple[list[CalicoNodeStatus], list[LivenessRecord]]:
         if name is not None:
-            return [await datastore.get(name)]
-        objects, _revision = await datastore.list(node)
-        return sorted(objects, key=lambda obj: obj.metadata.name)
+            objects = [await datastore.get(name)]
+        else:
+            listed, _revision = await datastore.list(node)
+            objects = sorted(listed, key=lambda obj: obj.metadata.name)
+        return objects, await datastore.list_liveness() if output == "wide" else []
 
-    objects = run_with_datastore(ctx, fetch)
-    click.echo(render_objects(objects, output, single=name is not None), nl=False)
+    objects, liveness = run_with_datastore(ctx, fetch)
+    alive = live_nodes(liveness, datetime.now(UTC))
+    click.echo(render_objects(objects, output, single=name is not None, alive=alive), nl=False)
 
 
 @click.command(name="delete")

@@ -136,14 +136,8 @@ class _Collector:
             return
 
     def _merge_routes(self, accumulator: RouteAccumulator, families: tuple[int, ...]) -> None:
-        target = self.routes
-        if 4 in families:
-            target.routes_v4 = accumulator.routes_v4
-        if 6 in families:
-            target.routes_v6 = accumulator.routes_v6
-        for (protocol, ipv6, fib), n in accumulator.by_protocol.items():
-            if (6 if ipv6 else 4) in families:
-                target.by_protocol[(protocol, ipv6, fib)] = n
+        for family in families:
+            self.routes.take_family(accumulator, family == 6)
 
 
 async def _connect(paths: tuple[str, ...], read_timeout: float, deadline: float) -> BirdClient:

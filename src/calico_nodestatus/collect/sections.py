@@ -7,9 +7,11 @@ in exactly one function here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from calico_nodestatus.api import (
     BGPDaemonState,
@@ -33,6 +35,17 @@ from calico_nodestatus.bird.types import DaemonStatus, ProtocolDetails, Route, R
 # At most this many routes per family go into status: upstream writes every route, which on
 # large nodes exceeds etcd's request limit and makes every write fail (upstream-gaps A5).
 DEFAULT_ROUTE_LIMIT = 2000
+# Bytes of the smallest route the compact JSON encoding can hold, separating comma included:
+# `{"type":"FIB","destination":"::/0","gateway":"N/A","learnedFrom":{}},` (BIRD prints no
+# shorter destination, and every route has a type and a gateway or "N/A").
+MIN_ROUTE_WIRE_BYTES = 69
+
+
+def route_limit_for_budget(budget_bytes: int) -> int:
+    """The most routes an object of `budget_bytes` could ever hold, as a `route_limit` for
+    `gather(..., route_limit_per_type=True)`: then no route that could fit is dropped before the
+    caller's size budget sees it, and memory is bounded by the budget, not by BIRD's table."""
+    return max(0, budget_bytes) // MIN_ROUTE_WIRE_BYTES
 OTHER_SOURCE = "Other"  # metrics label for routes whose protocol maps to no API source type
 
 _PEER_TYPES = {
@@ -191,61 +204,115 @@ class RouteTally:
     rib: int = 0
 
 
-@dataclass(slots=True)
-class RouteAccumulator:
-    """Consumes route batches as they stream in: keeps the first `limit` routes of each family as
-    API objects and counts all of them by protocol. Cheap per route (the hot path)."""
+# Route fields that decide how a route is counted: (protocol, primary, sync_error), read in C.
+_COUNT_KEY = itemgetter(4, 5, 6)
+_TABLE = itemgetter(7)
 
-    limit: int | None = DEFAULT_ROUTE_LIMIT
-    # True: `limit` applies to FIB and to RIB routes separately, so a later FIB route is never
-    # crowded out by earlier RIB routes (the agent's size budget then keeps FIB first).
-    limit_per_type: bool = False
-    routes_v4: list[CalicoNodeRoute] = field(default_factory=list)
-    routes_v6: list[CalicoNodeRoute] = field(default_factory=list)
-    # (protocol, ipv6, FIB?) → count
-    by_protocol: dict[tuple[str, bool, bool], int] = field(default_factory=dict)
-    _kept_by_type: dict[tuple[bool, bool], int] = field(default_factory=dict)  # (ipv6, FIB?) → kept
+
+class RouteAccumulator:
+    """Consumes route batches as they stream in: keeps up to `limit` routes per family and
+    FIB/RIB type as API objects (FIB are never crowded out by RIB), and counts every route by
+    protocol. This is the hot path, so counting stays in C (Counter.update over itemgetter) and
+    per-route Python work is only done while a family still has room for routes.
+
+    With `limit_per_type` every held route is reported (the agent's size budget then keeps FIB
+    first); otherwise at most `limit` per family, FIB first, in BIRD's order. `limit=None` keeps
+    everything."""
+
+    __slots__ = ("_counts", "_held", "_room", "limit", "limit_per_type")
+
+    def __init__(self, limit: int | None = DEFAULT_ROUTE_LIMIT, limit_per_type: bool = False) -> None:
+        self.limit = limit
+        self.limit_per_type = limit_per_type
+        # Per family (index: ipv6): routes held in BIRD's order, and the room left per type
+        # (index: FIB?); None = unlimited.
+        self._held: tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]] = ([], [])
+        self._room: list[list[int] | None] = [None if limit is None else [limit, limit] for _ in range(2)]
+        self._counts: tuple[Counter[tuple[str, bool, bool]], Counter[tuple[str, bool, bool]]] = (
+            Counter(),
+            Counter(),
+        )
 
     def add(self, batch: Sequence[Route]) -> None:
-        counts = self.by_protocol
-        limit = self.limit
-        v4, v6 = self.routes_v4, self.routes_v6
-        kept_by_type = self._kept_by_type
-        for route in batch:
-            ipv6 = ":" in route.prefix
+        if not batch:
+            return
+        # A table holds one address family (BIRD 2 tables are typed; a BIRD 1.6 daemon serves
+        # one family), so the family is read once per table, not per route.
+        tables = set(map(_TABLE, batch))
+        if len(tables) == 1:
+            self._add_family(":" in batch[0].prefix, batch)
+            return
+        for table in tables:
+            routes = [r for r in batch if r.table == table]
+            self._add_family(":" in routes[0].prefix, routes)
+
+    def _add_family(self, ipv6: bool, routes: Sequence[Route]) -> None:
+        self._counts[ipv6].update(map(_COUNT_KEY, routes))
+        held = self._held[ipv6]
+        room = self._room[ipv6]
+        if room is None:
+            held.extend(map(api_route, routes))
+            return
+        if not (room[0] or room[1]):
+            return  # count only: the common case on big tables
+        for route in routes:
             fib = route.primary and not route.sync_error
-            key = (route.protocol, ipv6, fib)
-            counts[key] = counts.get(key, 0) + 1
-            kept = v6 if ipv6 else v4
-            if limit is None:
-                kept.append(api_route(route))
-            elif self.limit_per_type:
-                kept_of_type = kept_by_type.get((ipv6, fib), 0)
-                if kept_of_type < limit:
-                    kept.append(api_route(route))
-                    kept_by_type[(ipv6, fib)] = kept_of_type + 1
-            elif len(kept) < limit:
-                kept.append(api_route(route))
+            if room[fib]:
+                room[fib] -= 1
+                held.append(api_route(route))
+                if not (room[0] or room[1]):
+                    return
+
+    def take_family(self, other: RouteAccumulator, ipv6: bool) -> None:
+        """Replaces one family's routes and counts with `other`'s."""
+        self._held[ipv6][:] = other._held[ipv6]
+        self._counts[ipv6].clear()
+        self._counts[ipv6].update(other._counts[ipv6])
+
+    def routes(self, ipv6: bool) -> list[CalicoNodeRoute]:
+        """The family's routes for status, in BIRD's order."""
+        held = self._held[ipv6]
+        limit = self.limit
+        if limit is None or self.limit_per_type or len(held) <= limit:
+            return held
+        # FIB first: as many as fit (all held ones do), then RIB routes in the room left.
+        fib_routes = sum(1 for r in held if r.type is CalicoNodeRouteType.FIB)
+        rib_room = limit - fib_routes
+        kept = []
+        for r in held:
+            if r.type is CalicoNodeRouteType.FIB:
+                kept.append(r)
+            elif rib_room > 0:
+                kept.append(r)
+                rib_room -= 1
+        return kept
+
+    @property
+    def routes_v4(self) -> list[CalicoNodeRoute]:
+        return self.routes(False)
+
+    @property
+    def routes_v6(self) -> list[CalicoNodeRoute]:
+        return self.routes(True)
 
     def total(self, ipv6: bool) -> int:
-        return sum(n for (_, six, _), n in self.by_protocol.items() if six == ipv6)
+        return self._counts[ipv6].total()
 
     def tallies(self, ipv6: bool) -> dict[str, RouteTally]:
         """Counts by API source type (or `Other`) for one family."""
         result: dict[str, RouteTally] = {}
-        for (protocol, six, fib), n in self.by_protocol.items():
-            if six != ipv6:
-                continue
+        for (protocol, primary, sync_error), n in self._counts[ipv6].items():
             source = route_source(protocol).source_type
             tally = result.setdefault(str(source) if source else OTHER_SOURCE, RouteTally())
-            if fib:
+            if primary and not sync_error:
                 tally.fib += n
             else:
                 tally.rib += n
         return result
 
     def unknown_protocols(self) -> tuple[str, ...]:
-        return tuple(sorted({p for (p, _, _) in self.by_protocol if route_source(p).source_type is None}))
+        protocols = {key[0] for counts in self._counts for key in counts}
+        return tuple(sorted(p for p in protocols if route_source(p).source_type is None))
 
 
 def bgp_by_family(

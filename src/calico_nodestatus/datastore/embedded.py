@@ -5,6 +5,8 @@
 - One global revision counter; each write appends to an event log that ``watch`` tails. A watcher
   polls ``PRAGMA data_version`` (changes only when another connection commits) and reads the log
   only after a change, so idle polling costs no table reads.
+- Each event records the object's node before and after the change, so a node-filtered watch
+  sees an object moving away as DELETED and one moving in as ADDED.
 - The log is bounded (by count and age); a watch older than the retained log gets WatchExpired.
 - SQLite is synchronous, so every query runs in a worker thread; a database locked by another
   process surfaces as Unavailable after ``busy_timeout`` seconds.
@@ -40,6 +42,7 @@ from calico_nodestatus.datastore.base import (
 from calico_nodestatus.datastore.rules import (
     merge_status,
     merge_update,
+    node_filtered_event,
     parse_resource_version,
     prepare_create,
     with_resource_version,
@@ -47,7 +50,7 @@ from calico_nodestatus.datastore.rules import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
@@ -64,7 +67,8 @@ CREATE TABLE IF NOT EXISTS events (
     name TEXT NOT NULL,
     node TEXT NOT NULL,
     body TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    prev_node TEXT
 );
 CREATE TABLE IF NOT EXISTS liveness (
     node TEXT PRIMARY KEY,
@@ -123,12 +127,32 @@ class EmbeddedDatastore(Datastore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                # Idempotent, so processes opening a new file at the same time all succeed.
-                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                self._migrate(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        # The version is read again under the write lock: processes opening the file at the same
+        # time migrate it once.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    conn.execute(statement)
+                if version == 1:
+                    # Version 1 events lack the previous node: drop them, so watchers from before
+                    # the upgrade re-list (WatchExpired) instead of missing a node move.
+                    conn.execute("ALTER TABLE events ADD COLUMN prev_node TEXT")
+                    revision = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0]
+                    self._compact(conn, int(revision) + 1)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         with self._lock:
@@ -170,8 +194,11 @@ class EmbeddedDatastore(Datastore):
         row = conn.execute("SELECT body, revision FROM objects WHERE name = ?", (name,)).fetchone()
         return _decode(row[0], row[1]) if row else None
 
-    def _record(self, conn: sqlite3.Connection, event: EventType, obj: CalicoNodeStatus) -> int:
-        """Bumps the global revision, writes the object (or removes it) and appends the event."""
+    def _record(
+        self, conn: sqlite3.Connection, event: EventType, obj: CalicoNodeStatus, previous_node: str | None
+    ) -> int:
+        """Bumps the global revision, writes the object (or removes it) and appends the event;
+        `previous_node` is the stored object's node before it (None on create)."""
         revision = int(
             conn.execute(
                 "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value"
@@ -189,8 +216,9 @@ class EmbeddedDatastore(Datastore):
             )
         now = time.time()
         conn.execute(
-            "INSERT INTO events (revision, type, name, node, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (revision, str(event), obj.name, obj.spec.node, body, now),
+            "INSERT INTO events (revision, type, name, node, body, created_at, prev_node) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (revision, str(event), obj.name, obj.spec.node, body, now, previous_node),
         )
         # Bound the log: keep at most `event_retention` events, none older than `event_max_age`.
         oldest_recent = conn.execute(
@@ -240,7 +268,7 @@ class EmbeddedDatastore(Datastore):
         def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
             if self._stored(conn, obj.name) is not None:
                 raise AlreadyExists(obj.name)
-            return with_resource_version(new, self._record(conn, EventType.ADDED, new))
+            return with_resource_version(new, self._record(conn, EventType.ADDED, new, None))
 
         return await self._write(work)
 
@@ -252,7 +280,8 @@ class EmbeddedDatastore(Datastore):
         def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
             stored = self._check_revision(self._stored(conn, obj.name), obj.name, expected)
             merged = merge(stored, obj)
-            return with_resource_version(merged, self._record(conn, EventType.MODIFIED, merged))
+            revision = self._record(conn, EventType.MODIFIED, merged, stored.spec.node)
+            return with_resource_version(merged, revision)
 
         return await self._write(work)
 
@@ -267,7 +296,7 @@ class EmbeddedDatastore(Datastore):
 
         def work(conn: sqlite3.Connection) -> CalicoNodeStatus:
             stored = self._check_revision(self._stored(conn, name), name, expected)
-            self._record(conn, EventType.DELETED, stored)
+            self._record(conn, EventType.DELETED, stored, stored.spec.node)
             return stored
 
         return await self._write(work)
@@ -288,10 +317,13 @@ class EmbeddedDatastore(Datastore):
                 rows, seen_data_version = await asyncio.to_thread(
                     self._poll_events, conn, in_use, after, node, seen_data_version
                 )
-                for revision, event_type, body in rows:
+                for revision, event_type, current_node, previous_node, body in rows:
                     after = revision
-                    if body is not None:
-                        yield WatchEvent(EventType(event_type), _decode(body, revision), str(revision))
+                    seen_as: EventType | None = EventType(event_type)
+                    if node is not None and seen_as is not None:
+                        seen_as = node_filtered_event(seen_as, previous_node, current_node, node)
+                    if seen_as is not None and body is not None:
+                        yield WatchEvent(seen_as, _decode(body, revision), str(revision))
                 if not rows:
                     await asyncio.sleep(WATCH_POLL_INTERVAL_S)
         finally:
@@ -315,8 +347,9 @@ class EmbeddedDatastore(Datastore):
         after: int,
         node: str | None,
         seen_data_version: int | None,
-    ) -> tuple[list[tuple[int, str, str | None]], int | None]:
-        """Events after `after` (bodies only for `node`'s), or none if nothing was committed since."""
+    ) -> tuple[list[tuple[int, str, str, str | None, str | None]], int | None]:
+        """Events after `after` (bodies only for those touching `node`), or none if nothing was
+        committed since."""
         with in_use:
             try:
                 data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -331,7 +364,8 @@ class EmbeddedDatastore(Datastore):
                             "list again and watch from the list's revision"
                         )
                     rows = conn.execute(
-                        "SELECT revision, type, CASE WHEN :node IS NULL OR node = :node THEN body END "
+                        "SELECT revision, type, node, prev_node, "
+                        "CASE WHEN :node IS NULL OR :node IN (node, prev_node) THEN body END "
                         "FROM events WHERE revision > :after ORDER BY revision LIMIT :limit",
                         {"node": node, "after": after, "limit": WATCH_BATCH},
                     ).fetchall()

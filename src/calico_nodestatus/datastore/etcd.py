@@ -45,6 +45,7 @@ from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigE
 from calico_nodestatus.datastore.rules import (
     merge_status,
     merge_update,
+    node_filtered_event,
     parse_resource_version,
     prepare_create,
     with_resource_version,
@@ -313,7 +314,9 @@ class EtcdDatastore(Datastore):
                     for event in response.events:
                         after = event.kv.mod_revision
                         watch_event = _to_watch_event(event)
-                        if watch_event and (node is None or watch_event.object.spec.node == node):
+                        if watch_event and node is not None:
+                            watch_event = _as_seen_by(node, watch_event, event.prev_kv)
+                        if watch_event:
                             yield watch_event
                 # The server ended the stream without an error: reconnect from where we are.
             except grpc.aio.AioRpcError as error:
@@ -418,6 +421,22 @@ def _to_watch_event(event: Any) -> WatchEvent | None:
         obj = _decode_or_skip(event.kv, revision)
         event_type = EventType.ADDED if event.kv.version == 1 else EventType.MODIFIED
     return WatchEvent(event_type, obj, str(revision)) if obj else None
+
+
+def _as_seen_by(node: str, event: WatchEvent, prev_kv: Any) -> WatchEvent | None:
+    """The event as a watch of `node`'s objects sees it (etcd cannot filter on a value's field)."""
+    previous_node = _stored_node(prev_kv.value) if prev_kv.key else None
+    seen_as = node_filtered_event(event.type, previous_node, event.object.spec.node, node)
+    return None if seen_as is None else WatchEvent(seen_as, event.object, event.resource_version)
+
+
+def _stored_node(value: bytes) -> str | None:
+    try:
+        spec = json.loads(value).get("spec") or {}
+    except (ValueError, AttributeError):
+        return None
+    node = spec.get("node") if isinstance(spec, dict) else None
+    return node if isinstance(node, str) else None
 
 
 def _liveness_value(value: bytes) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusStatus
-from calico_nodestatus.datastore.base import InvalidResourceVersion
+from calico_nodestatus.datastore.base import EventType, InvalidResourceVersion
 
 
 def parse_resource_version(value: str | None, operation: str = "an Update") -> int:
@@ -54,3 +54,18 @@ def with_resource_version(obj: CalicoNodeStatus, revision: int) -> CalicoNodeSta
     return obj.model_copy(
         update={"metadata": obj.metadata.model_copy(update={"resource_version": str(revision)})}
     )
+
+
+def node_filtered_event(
+    event_type: EventType, previous_node: str | None, current_node: str, node: str
+) -> EventType | None:
+    """How a change looks to a watch of the objects whose spec.node is `node` (Kubernetes'
+    field-selector semantics): an object entering the set is ADDED, one leaving it is DELETED
+    (carrying the object as it now is), changes outside the set are not seen (None).
+    `previous_node` is the stored object's node before the change, None when it did not exist."""
+    if event_type is EventType.DELETED:
+        return event_type if current_node == node else None
+    was_on_node, is_on_node = previous_node == node, current_node == node
+    if is_on_node:
+        return EventType.MODIFIED if was_on_node else EventType.ADDED
+    return EventType.DELETED if was_on_node else None

@@ -1,8 +1,9 @@
-"""The Prometheus exporter: a custom collector over ``MetricsState`` and a small HTTP server.
+"""The Prometheus exporter: a custom collector and a small HTTP server.
 
-A scrape only reads the state's latest immutable view (built by the agent after each collection
-and write), so it never blocks on BIRD. The server answers ``/metrics`` and ``/healthz``; every
-other path is 404.
+A scrape reads the collection history's latest immutable view (``MetricsState``, fed by the agent
+after each collection) and the agent's own bookkeeping (an ``AgentView`` read from the agent's
+in-memory snapshot), so it never blocks on BIRD or the datastore. The server answers ``/metrics``
+and ``/healthz``; every other path is 404.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from calico_nodestatus import __version__
 from calico_nodestatus.api import BGPPeerType, BGPSessionState
 from calico_nodestatus.metrics import catalogue as cat
 from calico_nodestatus.metrics.catalogue import MetricSpec, MetricType
-from calico_nodestatus.metrics.state import MetricsState, MetricsView, PeerView
+from calico_nodestatus.metrics.state import IP_VERSIONS, AgentView, MetricsState, MetricsView, PeerView
+
+# Reads the agent's counters, objects and liveness at scrape time; must not block.
+AgentViewSource = Callable[[], AgentView]
 
 _BUCKET_BOUNDS = (*(repr(float(b)) for b in cat.COLLECTION_DURATION_BUCKETS), "+Inf")
 
@@ -45,17 +49,20 @@ def _family(spec: MetricSpec) -> Metric:
 
 
 class StatusCollector(Collector):
-    """Builds every agent metric from the state's latest view at scrape time."""
+    """Builds every agent metric at scrape time from the state's latest view and, when given, the
+    agent's view (without one, the agent's counter, object and liveness series are absent)."""
 
     def __init__(
         self,
         state: MetricsState,
         options: ExporterOptions = ExporterOptions(),
         clock: Callable[[], float] = time.time,
+        agent: AgentViewSource | None = None,
     ) -> None:
         self._state = state
         self._options = options
         self._clock = clock
+        self._agent = agent
 
     def describe(self) -> Iterator[Metric]:
         for spec in cat.AGENT_METRICS:
@@ -74,20 +81,26 @@ class StatusCollector(Collector):
         for (ip_version, route_type, source), count in sorted((view.route_counts or {}).items()):
             add(cat.ROUTES, (str(ip_version), route_type, source), count)
         self._collection(view, families, add)
-        add(cat.DATASTORE_WRITES, (), view.writes)
-        add(cat.DATASTORE_WRITE_CONFLICTS, (), view.write_conflicts)
-        add(cat.DATASTORE_WRITE_ERRORS, (), view.write_errors)
-        for name, obj in sorted(view.objects.items()):
-            add(cat.STATUS_UPDATE_PERIOD, (name,), obj.update_period_seconds)
-            add(cat.STATUS_ROUTES_OMITTED, (name,), obj.routes_omitted)
-            if obj.last_write is not None:
-                add(cat.STATUS_LAST_WRITE, (name,), obj.last_write)
-            if obj.last_refresh is not None:
-                add(cat.STATUS_LAST_REFRESH, (name,), obj.last_refresh)
-        if view.liveness is not None and view.liveness_ttl is not None:
-            add(cat.AGENT_LIVENESS, (), view.liveness)
-            add(cat.AGENT_LIVENESS_TTL, (), view.liveness_ttl)
+        if self._agent is not None:
+            self._agent_series(self._agent(), add)
         yield from families.values()
+
+    @staticmethod
+    def _agent_series(agent: AgentView, add: Callable[[MetricSpec, tuple[str, ...], float], None]) -> None:
+        add(cat.COLLECTIONS, (), agent.collections)
+        add(cat.DATASTORE_WRITES, (), agent.writes)
+        add(cat.DATASTORE_WRITE_CONFLICTS, (), agent.write_conflicts)
+        add(cat.DATASTORE_WRITE_ERRORS, (), agent.write_errors)
+        for obj in sorted(agent.objects, key=lambda o: o.name):
+            add(cat.STATUS_UPDATE_PERIOD, (obj.name,), obj.update_period_seconds)
+            add(cat.STATUS_ROUTES_OMITTED, (obj.name,), obj.routes_omitted)
+            if obj.last_write is not None:
+                add(cat.STATUS_LAST_WRITE, (obj.name,), obj.last_write)
+            if obj.last_refresh is not None:
+                add(cat.STATUS_LAST_REFRESH, (obj.name,), obj.last_refresh)
+        if agent.liveness is not None and agent.liveness_ttl is not None:
+            add(cat.AGENT_LIVENESS, (), agent.liveness)
+            add(cat.AGENT_LIVENESS_TTL, (), agent.liveness_ttl)
 
     @staticmethod
     def _daemons(view: MetricsView, add: Callable[[MetricSpec, tuple[str, ...], float], None]) -> None:
@@ -132,9 +145,9 @@ class StatusCollector(Collector):
         families: dict[str, Metric],
         add: Callable[[MetricSpec, tuple[str, ...], float], None],
     ) -> None:
-        add(cat.COLLECTIONS, (), view.collections)
-        for ip_version, errors in sorted(view.collection_errors.items()):
-            add(cat.COLLECTION_ERRORS, (str(ip_version),), errors)
+        # Both families from the start: a counter born at its first error hides that first increase.
+        for ip_version in sorted({*IP_VERSIONS, *view.collection_errors}):
+            add(cat.COLLECTION_ERRORS, (str(ip_version),), view.collection_errors.get(ip_version, 0))
         if view.last_collection_success is not None:
             add(cat.LAST_COLLECTION_SUCCESS, (), view.last_collection_success)
         histogram = families[cat.COLLECTION_DURATION.name]
@@ -147,10 +160,14 @@ class StatusCollector(Collector):
             histogram.add_metric([view.node, cls], buckets, observed.total)  # type: ignore[attr-defined]
 
 
-def build_registry(state: MetricsState, options: ExporterOptions = ExporterOptions()) -> CollectorRegistry:
+def build_registry(
+    state: MetricsState,
+    options: ExporterOptions = ExporterOptions(),
+    agent: AgentViewSource | None = None,
+) -> CollectorRegistry:
     """A registry holding only this agent's metrics (no process/platform collectors)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(StatusCollector(state, options))
+    registry.register(StatusCollector(state, options, agent=agent))
     return registry
 
 

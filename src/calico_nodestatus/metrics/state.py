@@ -1,14 +1,17 @@
-"""What the exporter serves: plain data the agent updates after each collection and datastore write.
+"""What the exporter serves, from two sources with no bookkeeping shared between them.
 
-The agent calls the ``record_*`` methods from its loop; a scrape calls ``view()`` from the HTTP
-thread and gets an immutable copy, so a scrape never waits on BIRD or the datastore. Each section
-(agent, BGP, routes) keeps its latest collected value: a collection for objects that did not ask
-for a class does not make that class's series disappear.
+- ``MetricsState``: what needs the history of collections (duration histograms, flaps, per-family
+  error counts, each section's latest value). The agent's collection hook calls ``record_result``
+  / ``record_collection_failure`` from its loop; a scrape calls ``view()`` from the HTTP thread and
+  gets an immutable copy, so a scrape never waits on BIRD or the datastore. Each section (agent,
+  BGP, routes) keeps its latest collected value: a collection for objects that did not ask for a
+  class does not make that class's series disappear.
+- ``AgentView``: the agent's own counters, objects and liveness, which the agent already keeps;
+  the exporter reads them from the agent at scrape time (the agent is their single source).
 """
 
 from __future__ import annotations
 
-import enum
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -21,16 +24,16 @@ from calico_nodestatus.api import (
     BGPPeerType,
     BGPSessionState,
     CalicoNodeAgentStatus,
-    CalicoNodeBGPRouteStatus,
     CalicoNodeBGPStatus,
     CalicoNodePeer,
     NodeStatusClass,
 )
 from calico_nodestatus.bird.types import RouteStats
+from calico_nodestatus.collect.gather import CollectionResult
+from calico_nodestatus.collect.sections import peer_ip
 from calico_nodestatus.metrics.catalogue import COLLECTION_DURATION_BUCKETS
 
 IP_VERSIONS = (4, 6)
-UNKNOWN_SOURCE = "Other"  # route source label when BIRD's protocol maps to no Calico source type
 
 _TIME_OF_DAY = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2}):(\d{2}))?$")
@@ -64,13 +67,6 @@ def state_age_seconds(since: str | None, now_local: datetime) -> float | None:
     return None
 
 
-class WriteOutcome(enum.StrEnum):
-    WRITTEN = "written"  # status stored
-    UNCHANGED = "unchanged"  # nothing to write: the stored status is already current
-    CONFLICT = "conflict"  # rejected: stale resourceVersion
-    ERROR = "error"  # any other failure
-
-
 @dataclass(frozen=True, slots=True)
 class DaemonView:
     ip_version: int
@@ -92,12 +88,26 @@ class PeerView:
 
 @dataclass(frozen=True, slots=True)
 class ObjectView:
-    """Per CalicoNodeStatus object this agent reports for."""
+    """One CalicoNodeStatus object the agent reports for; times are unix time."""
 
+    name: str
     update_period_seconds: int
-    last_write: float | None = None  # unix time
-    last_refresh: float | None = None
+    last_write: float | None = None
+    last_refresh: float | None = None  # written, or found already current
     routes_omitted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """The agent's own bookkeeping as the exporter needs it (read from the agent at scrape time)."""
+
+    collections: int = 0  # attempted, failed ones included
+    writes: int = 0  # attempted: written, conflicts and errors
+    write_conflicts: int = 0
+    write_errors: int = 0
+    objects: tuple[ObjectView, ...] = ()
+    liveness: float | None = None  # unix time of the last heartbeat
+    liveness_ttl: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +136,10 @@ class MetricsView:
     daemons: tuple[DaemonView, ...] = ()
     peers: tuple[PeerView, ...] | None = None  # None until the BGP class is collected
     route_counts: Mapping[tuple[int, str, str], int] | None = None  # (ip_version, type, source) -> n
-    collections: int = 0
     collection_errors: Mapping[int, int] = field(default_factory=dict)
     last_collection_success: float | None = None
     durations: Mapping[str, HistogramView] = field(default_factory=dict)  # class -> histogram
     flaps: Mapping[tuple[int, BGPPeerType], int] = field(default_factory=dict)
-    writes: int = 0
-    write_conflicts: int = 0
-    write_errors: int = 0
-    objects: Mapping[str, ObjectView] = field(default_factory=dict)
-    liveness: float | None = None
-    liveness_ttl: float | None = None
 
 
 def _daemons(
@@ -184,17 +187,23 @@ def _peers(
     return (*views(4, bgp.peers_v4), *views(6, bgp.peers_v6))
 
 
-def route_counts_of(routes: CalicoNodeBGPRouteStatus) -> dict[tuple[int, str, str], int]:
-    """Route counts from a routes section (exact only when the section was not truncated)."""
-    counts: dict[tuple[int, str, str], int] = {}
-    for ip_version, listed in ((4, routes.routes_v4), (6, routes.routes_v6)):
-        for route in listed:
-            if route.type is None:
-                continue
-            source = route.learned_from.source_type
-            key = (ip_version, str(route.type), str(source) if source is not None else UNKNOWN_SOURCE)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+def _route_counts(result: CollectionResult) -> dict[tuple[int, str, str], int]:
+    """Every route BIRD listed (not only those kept in status), by family, FIB/RIB and source."""
+    return {
+        (family, kind, source): count
+        for family, tallies in result.route_tallies.items()
+        for source, tally in tallies.items()
+        for kind, count in (("FIB", tally.fib), ("RIB", tally.rib))
+    }
+
+
+def _peer_routes(result: CollectionResult) -> dict[tuple[int, str], RouteStats]:
+    return {
+        (family, address): details.routes
+        for family, protocols in result.protocols.items()
+        for details in protocols
+        if details.routes is not None and (address := peer_ip(details)) is not None
+    }
 
 
 def _flaps(
@@ -234,6 +243,19 @@ class MetricsState:
     def view(self) -> MetricsView:
         with self._lock:
             return self._view
+
+    def record_result(self, result: CollectionResult, at: datetime) -> None:
+        """One finished ``collect.gather`` collection (what the agent's collection hook passes)."""
+        status, classes = result.status, result.classes
+        self.record_collection(
+            at,
+            agent=status.agent if NodeStatusClass.AGENT in classes else None,
+            bgp=status.bgp if NodeStatusClass.BGP in classes else None,
+            route_counts=_route_counts(result) if NodeStatusClass.ROUTES in classes else None,
+            family_errors={family: str(error) for (family, _), error in result.errors.items()},
+            durations={str(cls): seconds for cls, seconds in result.durations.items()},
+            peer_routes=_peer_routes(result),
+        )
 
     def record_collection(
         self,
@@ -277,7 +299,6 @@ class MetricsState:
                 peers=peers,
                 flaps=flaps,
                 route_counts=dict(route_counts) if route_counts is not None else view.route_counts,
-                collections=view.collections + 1,
                 collection_errors=collection_errors,
                 last_collection_success=stamp if not errors else view.last_collection_success,
                 durations=histograms,
@@ -290,47 +311,4 @@ class MetricsState:
             errors = dict(view.collection_errors)
             for ip_version in ip_versions:
                 errors[ip_version] = errors.get(ip_version, 0) + 1
-            self._view = replace(view, collections=view.collections + 1, collection_errors=errors)
-
-    def record_object(self, name: str, update_period_seconds: int) -> None:
-        """A CalicoNodeStatus this agent reports for (new, or its spec changed)."""
-        with self._lock:
-            objects = dict(self._view.objects)
-            known = objects.get(name, ObjectView(update_period_seconds))
-            objects[name] = replace(known, update_period_seconds=update_period_seconds)
-            self._view = replace(self._view, objects=objects)
-
-    def forget_object(self, name: str) -> None:
-        with self._lock:
-            objects = {key: value for key, value in self._view.objects.items() if key != name}
-            self._view = replace(self._view, objects=objects)
-
-    def record_write(
-        self, name: str, outcome: WriteOutcome, at: datetime, routes_omitted: int | None = None
-    ) -> None:
-        """One status write attempt, or the finding that none was needed (UNCHANGED)."""
-        stamp = at.timestamp()
-        with self._lock:
-            view = self._view
-            objects = dict(view.objects)
-            current = objects.get(name)
-            if current is not None:
-                if outcome in (WriteOutcome.WRITTEN, WriteOutcome.UNCHANGED):
-                    current = replace(current, last_refresh=stamp)
-                if outcome is WriteOutcome.WRITTEN:
-                    current = replace(current, last_write=stamp)
-                if routes_omitted is not None:
-                    current = replace(current, routes_omitted=routes_omitted)
-                objects[name] = current
-            attempted = outcome is not WriteOutcome.UNCHANGED
-            self._view = replace(
-                view,
-                objects=objects,
-                writes=view.writes + attempted,
-                write_conflicts=view.write_conflicts + (outcome is WriteOutcome.CONFLICT),
-                write_errors=view.write_errors + (outcome is WriteOutcome.ERROR),
-            )
-
-    def record_liveness(self, at: datetime, ttl_seconds: float) -> None:
-        with self._lock:
-            self._view = replace(self._view, liveness=at.timestamp(), liveness_ttl=ttl_seconds)
+            self._view = replace(view, collection_errors=errors)
