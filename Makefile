@@ -6,8 +6,11 @@ CLI := $(BIN)/calico-nodestatus
 
 .PHONY: demo demo-down test lint deps system-deps venv bench soak clean
 
+# `make demo DATASTORE=etcdv3`: the same demo on a private etcd; demo-down removes either.
+DATASTORE ?= embedded
+
 demo: deps
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py --datastore $(DATASTORE)
 
 demo-down: venv
 	$(BIN)/python scripts/demo.py --down

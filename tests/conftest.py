@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.plugins.lab", "tests.plugins.etcd"]
+pytest_plugins = ["tests.plugins.lab", "tests.plugins.etcd", "tests.plugins.kubernetes"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

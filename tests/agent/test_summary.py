@@ -88,3 +88,46 @@ def test_cli_summary_reads_objects_and_liveness(tmp_path: Path) -> None:
     assert lines[0].split()[:3] == ["NAME", "NODE", "AGENT"]
     assert lines[1].split()[:3] == ["status-n2", "n2", "stale"]
     assert lines[-1] == document["verdict"]
+
+
+def test_agent_none_rule_matches_get_wide(tmp_path: Path) -> None:
+    """No live record: stale if the object was ever reported, none if not; alive needs a fresh record.
+    The AGENT column of `summary` and of `get -o wide` come from the same rule."""
+    expired = [LivenessRecord("n-stale", "h/1", NOW - timedelta(seconds=60), 15.0)]
+    objects = [_obj("n-alive", reported=False), _obj("n-stale"), _obj("n-none", reported=False)]
+    rows = {row.node: row for row in fleet_rows(objects, _alive("n-alive") + expired, NOW)}
+    assert {node: str(row.agent) for node, row in rows.items()} == {
+        "n-alive": "alive",
+        "n-stale": "stale",
+        "n-none": "none",
+    }
+    assert rows["n-alive"].problems == ("never reported",)
+    assert rows["n-stale"].problems == ("agent stale",)
+    assert rows["n-none"].problems == ("no agent", "never reported")
+    assert verdict(list(rows.values())).split("; ") == [
+        "1 of 3 nodes have a stale agent",
+        "1 of 3 nodes have no agent",
+        "2 of 3 nodes have never reported",
+    ]
+
+    db = tmp_path / "ds.db"
+
+    async def seed() -> None:
+        async with EmbeddedDatastore(db) as store:
+            for obj in objects:
+                created = await store.create(obj)
+                if obj.status.last_updated is not None:
+                    await store.update_status(created.model_copy(update={"status": obj.status}))
+            await store.renew_liveness("n-alive", "host/1", 30.0)
+
+    asyncio.run(seed())
+    runner = CliRunner()
+    summary = runner.invoke(cli, ["--db", str(db), "summary", "-o", "json"])
+    assert summary.exit_code == 0, summary.output
+    from_summary = {item["node"]: item["agent"] for item in json.loads(summary.output)["items"]}
+    wide = runner.invoke(cli, ["--db", str(db), "get", "caliconodestatus", "-o", "wide"])
+    assert wide.exit_code == 0, wide.output
+    header, *lines = [line.split() for line in wide.output.splitlines() if line.strip()]
+    node_at, agent_at = header.index("NODE"), header.index("AGENT")
+    from_get = {line[node_at]: line[agent_at] for line in lines}
+    assert from_summary == from_get == {"n-alive": "alive", "n-stale": "stale", "n-none": "none"}

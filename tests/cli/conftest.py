@@ -25,7 +25,6 @@ from calico_nodestatus.cli.main import cli
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
 from calico_nodestatus.datastore.etcd import RESOURCE_PREFIX
-from tests.datastore.conftest import _kubernetes_reachable
 from tests.plugins.etcd import CALICO_PREFIX, EtcdServer
 
 MANIFESTS = Path(__file__).parent.parent / "fixtures" / "manifests"
@@ -99,12 +98,6 @@ def etcd_text(encoded: str) -> str:
     return base64.b64decode(encoded).decode()
 
 
-@pytest.fixture(scope="session")
-def kubernetes_unavailable() -> str | None:
-    """Why no Kubernetes cluster can be used (None: KUBECONFIG reaches one); checked once."""
-    return _kubernetes_reachable()
-
-
 async def _delete_all(datastore: Datastore) -> None:
     objects, _revision = await datastore.list()
     for obj in objects:
@@ -112,7 +105,7 @@ async def _delete_all(datastore: Datastore) -> None:
 
 
 def _kubernetes_target(request: pytest.FixtureRequest) -> Iterator[CliTarget]:
-    reason: str | None = request.getfixturevalue("kubernetes_unavailable")
+    reason: str | None = request.getfixturevalue("kubernetes_unavailable")  # tests/plugins/kubernetes.py
     if reason:
         pytest.skip(reason)
     config = DatastoreConfig.from_env(type="kubernetes")

@@ -2,13 +2,13 @@
 
 - embedded: a fresh SQLite file in tmp_path.
 - etcdv3: the session's real etcd server (tests/plugins/etcd.py), /calico/ keys removed afterwards.
-- kubernetes: only when KUBECONFIG points at a reachable cluster; every object is deleted afterwards.
+- kubernetes: only when KUBECONFIG points at a reachable cluster (tests/plugins/kubernetes.py); every
+  object is deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,21 +35,6 @@ def make_status(
     )
 
 
-def _kubernetes_reachable() -> str | None:
-    """None when a cluster answers at KUBECONFIG, else why the kubernetes backend is skipped."""
-    kubeconfig = os.environ.get("KUBECONFIG")
-    if not kubeconfig or not Path(kubeconfig.split(os.pathsep)[0]).is_file():
-        return "KUBECONFIG does not point at a cluster's kubeconfig"
-    try:
-        from lightkube import Client
-        from lightkube.resources.core_v1 import Namespace
-
-        next(iter(Client(timeout=3).list(Namespace, chunk_size=1)), None)
-    except Exception as error:  # whatever stops this request also leaves no usable cluster
-        return f"no reachable cluster at KUBECONFIG: {error}"
-    return None
-
-
 async def _delete_all(datastore: Datastore) -> None:
     objects, _ = await datastore.list()
     for obj in objects:
@@ -65,7 +50,7 @@ async def datastore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         server: EtcdServer = request.getfixturevalue("etcd")
         backend = open_datastore(DatastoreConfig.from_env(environ=server.datastore_env()))
     else:
-        reason = _kubernetes_reachable()
+        reason: str | None = request.getfixturevalue("kubernetes_unavailable")
         if reason:
             pytest.skip(reason)
         backend = open_datastore(DatastoreConfig.from_env(type="kubernetes"))

@@ -1,20 +1,27 @@
-"""etcdv3 backend against a real etcd: Calico's key layout both ways, TLS, failover, outages."""
+"""etcdv3 backend against a real etcd: Calico's key layout both ways, the per-node index, TLS,
+failover, outages."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from calico_nodestatus.api import CalicoNodeStatusStatus
+from calico_nodestatus.datastore import etcd as etcd_module
 from calico_nodestatus.datastore.base import DatastoreError, EventType, Unavailable
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import EtcdDatastore
-from tests.datastore.conftest import collect, make_status
+from tests.datastore.conftest import collect, make_status, nothing_more
 from tests.plugins.etcd import EtcdServer, free_port
 
 KEY = "/calico/resources/v3/projectcalico.org/caliconodestatuses/status-a"
+INDEX = "/calico/nodestatus/v1/bynode/"
 
 # A value shaped the way libcalico-go stores it: no resourceVersion, no generation.
 CALICO_WRITTEN = {
@@ -59,8 +66,9 @@ def mod_revision(server: EtcdServer, key: str) -> int:
 
 async def test_etcdctl_sees_calicos_key_and_json(etcd: EtcdServer, etcd_datastore: EtcdDatastore) -> None:
     created = await etcd_datastore.create(make_status())
-    key, value = etcd.etcdctl("get", "--prefix", "/calico/").splitlines()
+    key, value = etcd.etcdctl("get", "--prefix", "/calico/resources/").splitlines()
     assert key == KEY
+    assert etcd.etcdctl("get", "--prefix", "--keys-only", INDEX).split() == [INDEX + "node-1/status-a"]
     stored = json.loads(value)
     assert list(stored) == ["kind", "apiVersion", "metadata", "spec", "status"]
     assert "resourceVersion" not in stored["metadata"]
@@ -193,3 +201,108 @@ async def test_tls_without_client_certificate_is_refused(etcd_tls_server: EtcdSe
     with pytest.raises(Unavailable):
         await datastore.list()
     await datastore.close()
+
+
+def index_keys(server: EtcdServer) -> list[str]:
+    return server.etcdctl("get", "--prefix", "--keys-only", INDEX).split()
+
+
+async def test_index_follows_the_object_through_move_and_delete(
+    etcd: EtcdServer, etcd_datastore: EtcdDatastore
+) -> None:
+    created = await etcd_datastore.create(make_status(node="node-1"))
+    moved = await etcd_datastore.update(
+        created.model_copy(update={"spec": created.spec.model_copy(update={"node": "node-2"})})
+    )
+    assert index_keys(etcd) == [INDEX + "node-2/status-a"]
+    # The index key changes in the object's own transaction: one revision for both.
+    reply = json.loads(etcd.etcdctl("get", INDEX + "node-2/status-a", "-w", "json"))
+    assert str(reply["kvs"][0]["mod_revision"]) == moved.metadata.resource_version
+    await etcd_datastore.delete("status-a")
+    assert index_keys(etcd) == []
+
+
+async def test_objects_written_by_calico_are_indexed_on_node_list(
+    etcd: EtcdServer, etcd_datastore: EtcdDatastore
+) -> None:
+    etcd.etcdctl("put", KEY, json.dumps(CALICO_WRITTEN))
+    on_node, revision = await etcd_datastore.list(node="node-1")
+    assert [obj.name for obj in on_node] == ["status-a"]
+    assert index_keys(etcd) == [INDEX + "node-1/status-a"]
+
+    # Now indexed, the node's watch sees its changes; other nodes' watches see nothing.
+    node_1, node_2 = (
+        etcd_datastore.watch(revision, node="node-1"),
+        etcd_datastore.watch(revision, node="node-2"),
+    )
+    try:
+        written = await etcd_datastore.update_status(
+            on_node[0].model_copy(update={"status": CalicoNodeStatusStatus()})
+        )
+        (event,) = await collect(node_1, 1)
+        assert (event.type, event.object) == (EventType.MODIFIED, written)
+        assert await nothing_more(node_2)
+    finally:
+        await node_1.aclose()
+        await node_2.aclose()
+
+    # Moved and then removed by Calico's tools: the stale index keys are repaired on the next list.
+    moved = dict(CALICO_WRITTEN, spec=dict(CALICO_WRITTEN["spec"], node="node-2"))
+    etcd.etcdctl("put", KEY, json.dumps(moved))
+    assert (await etcd_datastore.list(node="node-1"))[0] == []
+    assert [obj.name for obj in (await etcd_datastore.list(node="node-2"))[0]] == ["status-a"]
+    assert index_keys(etcd) == [INDEX + "node-2/status-a"]
+    etcd.etcdctl("del", KEY)
+    assert (await etcd_datastore.list(node="node-2"))[0] == []
+    assert index_keys(etcd) == []
+
+
+async def test_list_reads_page_by_page_at_one_revision(
+    etcd_datastore: EtcdDatastore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etcd_module, "LIST_PAGE_SIZE", 2)
+    names = [f"status-{i}" for i in range(5)]
+    for name in names:
+        await etcd_datastore.create(make_status(name))
+    objects, revision = await etcd_datastore.list()
+    assert [obj.name for obj in objects] == names
+    assert revision == max(obj.metadata.resource_version or "" for obj in objects)
+
+
+def _signal(server: EtcdServer, signum: signal.Signals) -> None:
+    assert server._process is not None
+    os.kill(server._process.pid, signum)
+
+
+async def test_a_timed_out_request_does_not_cancel_others_in_flight(
+    etcd_factory: Callable[..., EtcdServer],
+) -> None:
+    """Regression: failing over used to close the channel every request and watch shares, so
+    requests in flight ended in CancelledError and the watch died with them."""
+    server = etcd_factory()
+    # The same server twice: a timeout moves to the "next" endpoint on a fresh channel.
+    datastore = EtcdDatastore(config_for(server, etcd_endpoints=[server.endpoint] * 2), request_timeout=1)
+    try:
+        created = await datastore.create(make_status())
+        _, start = await datastore.list()
+        events = datastore.watch(start, node="node-1")
+        watching = asyncio.create_task(collect(events, 1, within=20))
+        await asyncio.sleep(0.3)  # the watch is established
+        _signal(server, signal.SIGSTOP)  # a hung etcd: requests time out
+        try:
+            in_flight = []
+            for _ in range(3):  # the first times out and fails over while the others wait
+                in_flight.append(asyncio.create_task(datastore.get("status-a")))
+                await asyncio.sleep(0.3)
+            outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            _signal(server, signal.SIGCONT)
+        assert [type(outcome) for outcome in outcomes] == [Unavailable] * 3
+        written = await datastore.update_status(
+            created.model_copy(update={"status": CalicoNodeStatusStatus()})
+        )
+        (event,) = await watching
+        assert (event.type, event.object) == (EventType.MODIFIED, written)
+        await events.aclose()
+    finally:
+        await datastore.close()

@@ -1,4 +1,4 @@
-"""`calico-nodestatus health` and `node-ip` through the real CLI entry point."""
+"""`calico-nodestatus health` and `node ip` through the real CLI entry point."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_bad_duration_names_the_option() -> None:
 
 
 def test_node_ip_explains_the_pick(host: str) -> None:
-    code, out = run("node-ip", "--netns", host, "--method", "interface=eth.*", "--method", "first-found")
+    code, out = run("node", "ip", "--netns", host, "--method", "interface=eth.*", "--method", "first-found")
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "IPv4 interface=eth.*: 198.18.14.1/24 on veth7"
@@ -148,7 +148,9 @@ def test_node_ip_explains_the_pick(host: str) -> None:
 
 
 def test_node_ip_json_ipv6_and_failure(host: str) -> None:
-    code, out = run("node-ip", "--netns", host, "--ipv6", "--method", "cidr=2001:db8:10::/64", "-o", "json")
+    code, out = run(
+        "node", "ip", "--netns", host, "--ipv6", "--method", "cidr=2001:db8:10::/64", "-o", "json"
+    )
     assert code == 0
     [detection] = json.loads(out)
     assert (detection["family"], detection["address"], detection["interface"]) == (
@@ -156,14 +158,14 @@ def test_node_ip_json_ipv6_and_failure(host: str) -> None:
         "2001:db8:10::1/64",
         "eth0",
     )
-    code, out = run("node-ip", "--netns", host, "--method", "can-reach=198.18.99.1")
+    code, out = run("node", "ip", "--netns", host, "--method", "can-reach=198.18.99.1")
     assert code == 1
     assert "no route to 198.18.99.1: Network is unreachable" in out
 
 
 def test_node_ip_default_method_from_the_environment(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IP_AUTODETECTION_METHOD", "cidr=198.18.10.0/24")
-    code, out = run("node-ip", "--netns", host)
+    code, out = run("node", "ip", "--netns", host)
     assert code == 0
     headings = [line for line in out.splitlines() if line.startswith("IPv4 ")]
     assert headings == [
@@ -176,18 +178,18 @@ def test_node_ip_kubernetes_node_file(host: str, tmp_path: Path) -> None:
     node = tmp_path / "node.yaml"
     node.write_text("kind: Node\nstatus:\n  addresses:\n  - {type: InternalIP, address: 198.18.10.2}\n")
     code, out = run(
-        "node-ip", "--netns", host, "--method", "kubernetes-internal-ip", "--kubernetes-node", str(node)
+        "node", "ip", "--netns", host, "--method", "kubernetes-internal-ip", "--kubernetes-node", str(node)
     )
     assert code == 0 and out.startswith("IPv4 kubernetes-internal-ip: 198.18.10.2/24 on eth0")
     node.write_text("kind: Node\nstatus: {}\n")
     code, out = run(
-        "node-ip", "--netns", host, "--method", "kubernetes-internal-ip", "--kubernetes-node", str(node)
+        "node", "ip", "--netns", host, "--method", "kubernetes-internal-ip", "--kubernetes-node", str(node)
     )
     assert code == 2 and "expected a Kubernetes Node object with status.addresses" in out
 
 
 def test_node_ip_input_errors() -> None:
-    code, out = run("node-ip", "--method", "interface=(")
+    code, out = run("node", "ip", "--method", "interface=(")
     assert code == 2 and "Invalid value for --method: IP autodetection method 'interface=('" in out
-    code, out = run("node-ip", "--netns", "cnst-h6-absent")
+    code, out = run("node", "ip", "--netns", "cnst-h6-absent")
     assert code == 1 and "Error: network namespace 'cnst-h6-absent' does not exist" in out

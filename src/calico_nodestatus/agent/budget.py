@@ -31,9 +31,15 @@ def max_routes_within(budget_bytes: int) -> int:
     return budget_bytes // (serialised_size(_SMALLEST_ROUTE) + 1)
 
 
+# One encoder for every size check: json.dumps() with options builds a new encoder per call,
+# which cost more than the encoding itself for a route (bench/collect_routes.py).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def serialised_size(document: Mapping[str, Any]) -> int:
     """Bytes of the compact JSON encoding, the form datastores store and send."""
-    return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+    text = _COMPACT.encode(document)
+    return len(text) if text.isascii() else len(text.encode())
 
 
 @dataclass(frozen=True, slots=True)

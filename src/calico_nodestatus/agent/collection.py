@@ -1,14 +1,15 @@
 """The agent's BIRD collector: one ``collect.gather`` call per tick for the union of the classes
 every due object asks for (``gather`` itself sends each BIRD command once per family).
 
-Routes are capped only at what the size budget could ever hold, per family and FIB/RIB type (so
-a 100 MB table never sits in memory); the budget then decides what is left out, FIB first, and
-counts it in the routes-omitted annotation.
+Routes are held only up to what the size budget could ever hold, per family and FIB/RIB type (so
+a 100 MB table never sits in memory), and only those whose JSON fits the budget, FIB first, become
+status routes; the runner's exact size check then trims what the rest of the object crowds out.
+Both cuts are counted in the routes-omitted annotation.
 """
 
 from __future__ import annotations
 
-from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, max_routes_within
+from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, HEADROOM_BYTES, max_routes_within
 from calico_nodestatus.agent.content import CollectedSections
 from calico_nodestatus.agent.runner import Collector
 from calico_nodestatus.api import NodeStatusClass
@@ -41,7 +42,13 @@ def bird_collector(
     route_limit = max_routes_within(size_budget_bytes)
 
     async def collect(classes: frozenset[NodeStatusClass]) -> CollectedSections:
-        result = await gather(sockets, classes, route_limit=route_limit, route_limit_per_type=True)
+        result = await gather(
+            sockets,
+            classes,
+            route_limit=route_limit,
+            route_limit_per_type=True,
+            route_bytes=size_budget_bytes - HEADROOM_BYTES,
+        )
         return sections_from(result, classes)
 
     return collect

@@ -353,10 +353,10 @@ class RouteParser:
         self._prefix: str | None = None  # destination of the last route line (blank-prefix lines)
         self._table: str | None = None
         self._code = _ROUTE_CODE  # code in force for continuation lines
-        # A route whose next-hop lines may still follow: (prefix, protocol, primary, sync_error,
-        # table), and those lines so far, split into words (interpreted when the route completes).
+        # A route whose next-hop lines may still follow: (prefix, (protocol, primary, sync_error,
+        # table, ())), and those lines so far, verbatim (interpreted when the route completes).
         self._pending: _Pending | None = None
-        self._hops: list[list[str]] = []
+        self._hops: list[str] = []
 
     def feed(self, lines: Iterable[str]) -> list[Route]:
         out: list[Route] = []
@@ -370,7 +370,15 @@ class RouteParser:
         try:
             for raw in lines:
                 line = raw
-                if line[0] != " ":
+                if line[0] == " ":
+                    if skipping:
+                        continue
+                    if line[1:2] == "\t":  # a next hop of the route above (BIRD 2, 1.6 multipath)
+                        if pending is None:
+                            raise BirdParseError("next-hop line without a route", line)
+                        hops.append(line)
+                        continue
+                else:
                     code = line[:4]
                     if line[4] != "-" or not _is_uint(code):
                         raise BirdParseError("unexpected line in 'show route' reply", line)
@@ -381,22 +389,20 @@ class RouteParser:
                     if code != _ROUTE_CODE:
                         raise BirdParseError(f"unexpected reply code {code} in 'show route'", line)
                     line = " " + line[5:]
-                elif skipping:
-                    continue
-                second = line[1:2]
-                if second == "\t":  # a next hop of the route above (BIRD 2, or 1.6 multipath)
-                    if pending is None:
-                        raise BirdParseError("next-hop line without a route", line)
-                    hops.append(line.split())
-                    continue
                 if pending is not None:
-                    append(_complete(pending, hops))
+                    # Inlined fast path for the one `via <gw> on <if>` hop of nearly every BIRD 2
+                    # route: half of BIRD 2's parse time went to the general path's calls.
+                    h = hops[0].split() if len(hops) == 1 else None
+                    if h is not None and len(h) == 4 and h[0] == "via" and h[2] == "on":
+                        append(_tuple_new(Route, (pending[0], _VIA, h[1], h[3], *pending[1])))
+                    else:
+                        append(_complete(pending, hops))
                     pending = None
                     hops = []
                 p = line.split()
                 if not p:
                     continue  # BIRD 2's blank separator line between tables
-                if second == " ":  # blank prefix column: another route for the same prefix
+                if line[1] == " ":  # blank prefix column: another route for the same prefix
                     if prefix is None:
                         raise BirdParseError("route line without a destination", line)
                     i = 0
@@ -411,7 +417,10 @@ class RouteParser:
                     prefix = first
                     i = 1
                 kind = p[i]
-                if kind == "via":
+                if kind in _HOPS_FOLLOW:
+                    b = i + 1
+                    route_kind = None
+                elif kind == "via":
                     if p[i + 2] != "on":
                         raise BirdParseError("'via' route without 'on <interface>'", line)
                     gateway = p[i + 1]
@@ -426,12 +435,8 @@ class RouteParser:
                 else:
                     b = i + 1
                     gateway = iface = None
-                    simple = _SIMPLE_KINDS.get(kind)
-                    if simple is not None:
-                        route_kind = simple
-                    elif kind in _HOPS_FOLLOW:
-                        route_kind = None
-                    else:
+                    route_kind = _SIMPLE_KINDS.get(kind)
+                    if route_kind is None:
                         raise BirdParseError(f"unknown route destination {kind!r}", line)
                 proto = p[b]
                 if proto[0] != "[" or len(proto) < 2:
@@ -442,16 +447,12 @@ class RouteParser:
                 while p[e][-1] != "]":
                     e += 1
                 mark = p[e + 1] if len(p) > e + 1 else ""
-                primary = mark in ("*", "!")
                 sync_error = mark == "!"
+                route = (proto[1:], sync_error or mark == "*", sync_error, table, ())
                 if route_kind is None:
-                    pending = (prefix, proto[1:], primary, sync_error, table)
+                    pending = (prefix, route)
                     continue
-                append(
-                    _tuple_new(
-                        Route, (prefix, route_kind, gateway, iface, proto[1:], primary, sync_error, table, ())
-                    )
-                )
+                append(_tuple_new(Route, (prefix, route_kind, gateway, iface, *route)))
         except IndexError:
             raise BirdParseError("truncated route line", line) from None
         finally:
@@ -470,20 +471,16 @@ class RouteParser:
         return [] if pending is None else [_complete(pending, hops)]
 
 
-_Pending = tuple[str, str, bool, bool, str | None]
+# A route waiting for its next hops: its prefix, and its fields from `protocol` on.
+_Pending = tuple[str, tuple[str, bool, bool, str | None, tuple[()]]]
 
 
-def _complete(pending: _Pending, hops: list[list[str]]) -> Route:
-    """The route of a `unicast`/`multipath` line, from its next-hop lines (split into words)."""
-    prefix, proto, primary, sync_error, table = pending
-    if len(hops) == 1:
-        h = hops[0]
-        # Fast path: the one-hop `via <gw> on <if>` of nearly every BIRD 2 route.
-        if len(h) == 4 and h[0] == "via" and h[2] == "on":
-            return _tuple_new(Route, (prefix, _VIA, h[1], h[3], proto, primary, sync_error, table, ()))
-    elif not hops:
+def _complete(pending: _Pending, hop_lines: list[str]) -> Route:
+    """The route of a `unicast`/`multipath` line, from its next-hop lines."""
+    prefix, (proto, primary, sync_error, table, _) = pending
+    if not hop_lines:
         raise BirdParseError("route has no next hop", prefix)
-    next_hops = [_next_hop(h) for h in hops]
+    next_hops = [_next_hop(h.split()) for h in hop_lines]
     first = next_hops[0]
     return _tuple_new(
         Route,

@@ -287,6 +287,5 @@ def node_ip(
 
 
 def register(cli: click.Group) -> None:
-    """Adds `health` and the `node-ip` alias; the `node` group should add `node_ip` as `node ip`."""
+    """Adds `health`; `node_ip` is registered by the `node` group as `node ip`."""
     cli.add_command(health)
-    cli.add_command(node_ip, name="node-ip")

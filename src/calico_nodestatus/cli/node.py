@@ -1,5 +1,5 @@
-"""CLI commands: `node show` (one-shot collection, the status the agent would write) and
-`node status` (the `calicoctl node status` view)."""
+"""CLI commands: `node show` (one-shot collection, the status the agent would write),
+`node status` (the `calicoctl node status` view) and `node ip` (IP autodetection, from cli/health)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 
 from calico_nodestatus.api import NodeStatusClass, dump_yaml, format_time
 from calico_nodestatus.bird.errors import BirdUnavailable
+from calico_nodestatus.cli.health import node_ip
 from calico_nodestatus.collect.gather import ALL_CLASSES, BirdSockets, CollectionResult, gather
 from calico_nodestatus.collect.sections import peer_ip
 
@@ -69,7 +70,10 @@ def register(cli: click.Group) -> None:
 
     @cli.group("node")
     def node() -> None:
-        """This node's BIRD: collect status once, or show BGP sessions like `calicoctl node status`."""
+        """This node's BIRD: collect status once, or show BGP sessions like `calicoctl node status`;
+        and which IP Calico's autodetection would pick."""
+
+    node.add_command(node_ip)
 
     @node.command("show")
     @click.option(

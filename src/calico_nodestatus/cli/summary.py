@@ -14,6 +14,7 @@ from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.api.model import format_time
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
+from calico_nodestatus.cli.resources import AgentState, agent_state, live_nodes
 from calico_nodestatus.cli.store import run_with_datastore
 from calico_nodestatus.datastore.base import Datastore, LivenessRecord
 
@@ -24,7 +25,7 @@ NONE = "-"
 class FleetRow:
     name: str
     node: str
-    agent: str  # "alive" | "stale"
+    agent: AgentState  # the rule of `get -o wide`'s AGENT column
     bird_v4: str
     bird_v6: str
     established_v4: int
@@ -45,6 +46,9 @@ class FleetRow:
         return self.not_established_v4 + self.not_established_v6 > 0
 
 
+_AGENT_PROBLEMS = {AgentState.STALE: "agent stale", AgentState.NONE: "no agent"}
+
+
 def _omitted(obj: CalicoNodeStatus) -> tuple[int, int]:
     raw = obj.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION)
     try:
@@ -58,16 +62,17 @@ def fleet_rows(
     objects: Iterable[CalicoNodeStatus], liveness: Iterable[LivenessRecord], now: datetime
 ) -> list[FleetRow]:
     """One row per object, unhealthy ones first (then by node and name). Pure."""
-    alive = {record.node for record in liveness if record.is_alive(now)}
+    alive = live_nodes(list(liveness), now)
     rows = []
     for obj in objects:
         status, spec = obj.status, obj.spec
         bgp = status.bgp
         omitted_v4, omitted_v6 = _omitted(obj)
         states = (status.agent.bird_v4.state, status.agent.bird_v6.state)
+        agent = agent_state(obj, alive)
         problems = []
-        if spec.node not in alive:
-            problems.append("agent stale")
+        if agent is not AgentState.ALIVE:
+            problems.append(_AGENT_PROBLEMS[agent])
         if status.last_updated is None:
             problems.append("never reported")
         if "NotReady" in states:
@@ -78,7 +83,7 @@ def fleet_rows(
             FleetRow(
                 name=obj.name,
                 node=spec.node,
-                agent="alive" if spec.node in alive else "stale",
+                agent=agent,
                 bird_v4=str(states[0] or NONE),
                 bird_v6=str(states[1] or NONE),
                 established_v4=bgp.number_established_v4,
@@ -107,7 +112,8 @@ def verdict(rows: list[FleetRow]) -> str:
     for label, test in (
         ("have sessions down", lambda row: row.sessions_down),
         ("have BIRD not ready", lambda row: "BIRD not ready" in row.problems),
-        ("have a stale agent", lambda row: row.agent == "stale"),
+        ("have a stale agent", lambda row: row.agent is AgentState.STALE),
+        ("have no agent", lambda row: row.agent is AgentState.NONE),
         ("have never reported", lambda row: row.last_updated == NONE),
     ):
         affected = {row.node for row in rows if test(row)}
@@ -164,7 +170,8 @@ async def _load(datastore: Datastore) -> tuple[list[CalicoNodeStatus], list[Live
 @click.pass_obj
 @user_errors
 def summary_command(cli_ctx: CliContext, output: str) -> None:
-    """Every CalicoNodeStatus in one table: agent alive/stale, BIRD, sessions, routes; unhealthy first."""
+    """Every CalicoNodeStatus in one table: agent alive/stale/none (as `get -o wide`), BIRD, sessions,
+    routes; unhealthy first."""
     objects, liveness = run_with_datastore(cli_ctx, _load)
     rows = fleet_rows(objects, liveness, datetime.now(UTC))
     click.echo(render_json(rows) if output == "json" else render_table(rows, wide=output == "wide"))

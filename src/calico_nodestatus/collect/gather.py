@@ -82,14 +82,18 @@ class CollectionResult:
 
 class _Collector:
     def __init__(
-        self, classes: tuple[NodeStatusClass, ...], route_limit: int | None, limit_per_type: bool
+        self,
+        classes: tuple[NodeStatusClass, ...],
+        route_limit: int | None,
+        limit_per_type: bool,
+        route_bytes: int | None,
     ) -> None:
         self.classes = classes
         self.errors: dict[tuple[int, NodeStatusClass], BirdError] = {}
         self.durations: dict[NodeStatusClass, float] = dict.fromkeys(classes, 0.0)
         self.daemons: dict[int, DaemonStatus | None] = dict.fromkeys(FAMILIES)
         self.protocols: dict[int, list[ProtocolDetails]] = {4: [], 6: []}
-        self.routes = RouteAccumulator(limit=route_limit, limit_per_type=limit_per_type)
+        self.routes = RouteAccumulator(route_limit, limit_per_type, route_bytes)
         self.notes: list[str] = []
 
     def fail(self, families: Iterable[int], cls: NodeStatusClass, error: BirdError) -> None:
@@ -122,7 +126,8 @@ class _Collector:
         # A BIRD reconfigure interrupts `show route` with 8004; the table is then being rebuilt,
         # so start over once, and keep what was read if it happens again (upstream-gaps A8).
         for attempt in (1, 2):
-            accumulator = RouteAccumulator(limit=self.routes.limit, limit_per_type=self.routes.limit_per_type)
+            held = self.routes
+            accumulator = RouteAccumulator(held.limit, held.limit_per_type, held.byte_budget)
             try:
                 async for batch in client.routes():
                     accumulator.add(batch)
@@ -152,17 +157,19 @@ async def gather(
     deadline: float = DEFAULT_DEADLINE,
     route_limit: int | None = DEFAULT_ROUTE_LIMIT,
     route_limit_per_type: bool = False,
+    route_bytes: int | None = None,
 ) -> CollectionResult:
     """Collect the requested classes from BIRD for both families, once per needed command.
 
     `route_limit` caps the routes kept per family (per family and FIB/RIB type with
-    `route_limit_per_type`); all of them are still counted. Never raises for BIRD trouble:
+    `route_limit_per_type`); all of them are still counted. `route_bytes` then reports only the
+    routes whose compact JSON fits in that many bytes, FIB first (see RouteAccumulator). Never raises for BIRD trouble:
     unreachable daemons and failed queries are in `errors`, and each family's sections are filled
     independently."""
     sockets = sockets or BirdSockets()
     wanted = {NodeStatusClass(c) for c in classes}
     ordered = tuple(c for c in ALL_CLASSES if c in wanted)
-    collector = _Collector(ordered, route_limit, route_limit_per_type)
+    collector = _Collector(ordered, route_limit, route_limit_per_type, route_bytes)
     answered: dict[int, str | None] = dict.fromkeys(FAMILIES)
     started = time.perf_counter()
 

@@ -7,6 +7,7 @@ in exactly one function here.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,38 +205,85 @@ class RouteTally:
     rib: int = 0
 
 
+# Compact-JSON bytes of a route's fixed parts: braces, the type member and the learnedFrom key.
+_ROUTE_FRAME_BYTES = len('{"type":"FIB","learnedFrom":}')
+_KEY_BYTES = {key: len(f',"{key}":') for key in ("destination", "gateway", "interface")}
+
+
+def _text_bytes(text: str | None) -> int:
+    """Bytes of a string member's value in compact JSON (ensure_ascii off), quotes included."""
+    if text is None or not text:
+        return 0
+    if text.isascii() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+@lru_cache(maxsize=4096)
+def _learned_from_bytes(protocol: str) -> int:
+    return len(json.dumps(route_source(protocol).to_wire(), separators=(",", ":")).encode())
+
+
+def route_wire_bytes(route: Route) -> int:
+    """Bytes `api_route(route)` takes in an object's compact JSON, separating comma included,
+    worked out from the string lengths: JSON-encoding each route to size it cost more than
+    parsing the whole table (bench/collect_routes.py). Exact: tests check it against the encoder."""
+    size = _ROUTE_FRAME_BYTES + 1 + _learned_from_bytes(route.protocol)
+    for key, text in (
+        ("destination", clean_text(route.prefix)),
+        ("gateway", clean_text(route.gateway) if route.kind is RouteKind.VIA else "N/A"),
+        ("interface", _NO_GATEWAY_INTERFACE.get(route.kind) or clean_text(route.interface)),
+    ):
+        if text:
+            size += _KEY_BYTES[key] + _text_bytes(text)
+    return size
+
+
 # Route fields that decide how a route is counted: (protocol, primary, sync_error), read in C.
 _COUNT_KEY = itemgetter(4, 5, 6)
 _TABLE = itemgetter(7)
 
 
+def _is_fib(route: Route) -> bool:
+    return route.primary and not route.sync_error
+
+
 class RouteAccumulator:
     """Consumes route batches as they stream in: keeps up to `limit` routes per family and
-    FIB/RIB type as API objects (FIB are never crowded out by RIB), and counts every route by
-    protocol. This is the hot path, so counting stays in C (Counter.update over itemgetter) and
-    per-route Python work is only done while a family still has room for routes.
+    FIB/RIB type (FIB are never crowded out by RIB), and counts every route by protocol. This is
+    the hot path, so counting stays in C (Counter.update over itemgetter), held routes stay the
+    parser's tuples, and API objects are only built for the routes that go into status.
 
-    With `limit_per_type` every held route is reported (the agent's size budget then keeps FIB
-    first); otherwise at most `limit` per family, FIB first, in BIRD's order. `limit=None` keeps
-    everything."""
+    Which held routes are reported: with `byte_budget`, those whose compact JSON fits in that
+    many bytes, FIB before RIB and IPv4 before IPv6 within a type (the agent's size budget);
+    else with `limit_per_type` every held route; otherwise at most `limit` per family, FIB
+    first. Always in BIRD's order. `limit=None` keeps everything."""
 
-    __slots__ = ("_counts", "_held", "_room", "limit", "limit_per_type")
+    __slots__ = ("_counts", "_held", "_reported", "_room", "byte_budget", "limit", "limit_per_type")
 
-    def __init__(self, limit: int | None = DEFAULT_ROUTE_LIMIT, limit_per_type: bool = False) -> None:
+    def __init__(
+        self,
+        limit: int | None = DEFAULT_ROUTE_LIMIT,
+        limit_per_type: bool = False,
+        byte_budget: int | None = None,
+    ) -> None:
         self.limit = limit
         self.limit_per_type = limit_per_type
+        self.byte_budget = byte_budget
         # Per family (index: ipv6): routes held in BIRD's order, and the room left per type
         # (index: FIB?); None = unlimited.
-        self._held: tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]] = ([], [])
+        self._held: tuple[list[Route], list[Route]] = ([], [])
         self._room: list[list[int] | None] = [None if limit is None else [limit, limit] for _ in range(2)]
         self._counts: tuple[Counter[tuple[str, bool, bool]], Counter[tuple[str, bool, bool]]] = (
             Counter(),
             Counter(),
         )
+        self._reported: tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]] | None = None
 
     def add(self, batch: Sequence[Route]) -> None:
         if not batch:
             return
+        self._reported = None
         # A table holds one address family (BIRD 2 tables are typed; a BIRD 1.6 daemon serves
         # one family), so the family is read once per table, not per route.
         tables = set(map(_TABLE, batch))
@@ -251,41 +299,69 @@ class RouteAccumulator:
         held = self._held[ipv6]
         room = self._room[ipv6]
         if room is None:
-            held.extend(map(api_route, routes))
+            held.extend(routes)
             return
         if not (room[0] or room[1]):
             return  # count only: the common case on big tables
         for route in routes:
-            fib = route.primary and not route.sync_error
+            fib = _is_fib(route)
             if room[fib]:
                 room[fib] -= 1
-                held.append(api_route(route))
+                held.append(route)
                 if not (room[0] or room[1]):
                     return
 
     def take_family(self, other: RouteAccumulator, ipv6: bool) -> None:
         """Replaces one family's routes and counts with `other`'s."""
+        self._reported = None
         self._held[ipv6][:] = other._held[ipv6]
         self._counts[ipv6].clear()
         self._counts[ipv6].update(other._counts[ipv6])
 
     def routes(self, ipv6: bool) -> list[CalicoNodeRoute]:
         """The family's routes for status, in BIRD's order."""
+        if self._reported is None:
+            self._reported = (
+                (self._report(False), self._report(True))
+                if self.byte_budget is None
+                else self._within_budget(self.byte_budget)
+            )
+        return self._reported[ipv6]
+
+    def _report(self, ipv6: bool) -> list[CalicoNodeRoute]:
         held = self._held[ipv6]
         limit = self.limit
         if limit is None or self.limit_per_type or len(held) <= limit:
-            return held
+            return list(map(api_route, held))
         # FIB first: as many as fit (all held ones do), then RIB routes in the room left.
-        fib_routes = sum(1 for r in held if r.type is CalicoNodeRouteType.FIB)
-        rib_room = limit - fib_routes
+        rib_room = limit - sum(map(_is_fib, held))
         kept = []
-        for r in held:
-            if r.type is CalicoNodeRouteType.FIB:
-                kept.append(r)
+        for route in held:
+            if _is_fib(route):
+                kept.append(route)
             elif rib_room > 0:
-                kept.append(r)
+                kept.append(route)
                 rib_room -= 1
-        return kept
+        return list(map(api_route, kept))
+
+    def _within_budget(self, budget: int) -> tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]]:
+        remaining = budget
+        keep: tuple[list[bool], list[bool]] = ([False] * len(self._held[0]), [False] * len(self._held[1]))
+        for want_fib in (True, False):
+            for ipv6, held in enumerate(self._held):
+                for index, route in enumerate(held):
+                    if remaining < MIN_ROUTE_WIRE_BYTES:
+                        break
+                    if _is_fib(route) is want_fib:
+                        cost = route_wire_bytes(route)
+                        if cost <= remaining:
+                            keep[ipv6][index] = True
+                            remaining -= cost
+        v4, v6 = (
+            [api_route(route) for route, kept in zip(held, flags, strict=True) if kept]
+            for held, flags in zip(self._held, keep, strict=True)
+        )
+        return v4, v6
 
     @property
     def routes_v4(self) -> list[CalicoNodeRoute]:

@@ -50,7 +50,7 @@ from calico_nodestatus.datastore.rules import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # 1 was a pre-release layout; any other version is refused
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0);
@@ -126,29 +126,29 @@ class EmbeddedDatastore(Datastore):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                self._migrate(conn)
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._create_schema(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        # The version is read again under the write lock: processes opening the file at the same
-        # time migrate it once.
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        # The version is read again under the write lock: processes opening a new file at the same
+        # time create the schema once.
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
+            if version == 0:  # a new file (SQLite's initial user_version)
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     conn.execute(statement)
-                if version == 1:
-                    # Version 1 events lack the previous node: drop them, so watchers from before
-                    # the upgrade re-list (WatchExpired) instead of missing a node move.
-                    conn.execute("ALTER TABLE events ADD COLUMN prev_node TEXT")
-                    revision = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0]
-                    self._compact(conn, int(revision) + 1)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise DatastoreError(
+                    f"embedded datastore {self.path}: unknown schema version {version} "
+                    f"(expected {SCHEMA_VERSION}); it was not written by this version of "
+                    "calico-nodestatus — move it away or choose another file (--db / CALICO_NODESTATUS_DB)"
+                )
             conn.execute("COMMIT")
         finally:
             if conn.in_transaction:

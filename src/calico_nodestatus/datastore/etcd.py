@@ -8,8 +8,29 @@
 - Liveness records are keys under ``/calico/nodestatus/v1/liveness/`` attached to a lease: when the
   agent stops renewing, etcd deletes them.
 
+Per-node index (why: etcd cannot filter a watch by a value's field, so with every agent watching
+every object each status write reached every agent — N² traffic that broke a 1,000-node fleet;
+see BENCHMARKS.md). Every write through this backend also writes the empty key
+``/calico/nodestatus/v1/bynode/<spec.node>/<name>`` in the same transaction (same revision): create
+and every update put it, a move to another node deletes the old node's key, delete removes it.
+``watch(rv, node=...)`` watches only that node's index prefix and reads the object at each event's
+revision: an index put is ADDED (version 1: created or moved in) or MODIFIED, an index delete is
+DELETED carrying the object as it is at that revision (moved away) or as last stored (deleted).
+One watcher per node, so events stay in revision order and resume from any event's revision.
+``list(node=...)`` reads the node's index keys and their objects at one revision.
+
+Objects written by Calico's own tools have no index key. ``list(node=...)`` compares the number of
+objects with the number of index keys; when they differ it rebuilds the index from a full scan
+(adds missing keys, removes orphans), and an indexed object whose spec.node no longer matches is
+re-indexed when its old node lists. Such foreign edits reach a node's watch on the next list
+(the agent re-lists every 30 s), and the object's first write through this backend indexes it.
+``list()`` without a node is a plain paginated scan and never writes.
+
+Channels: one gRPC channel per datastore, shared by all its requests and watches. A request that
+finds its endpoint unreachable moves the datastore to the next endpoint on a fresh channel; the old
+channel is closed with a grace period, so requests still in flight on it finish (a failing request
+never cancels unrelated ones), and watches on it resume from their last revision on the new one.
 aetcd's generated gRPC stubs are used over our own channel, because its high-level client has no TLS.
-Endpoints are tried in order: a connection failure moves to the next one.
 """
 
 from __future__ import annotations
@@ -45,7 +66,6 @@ from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigE
 from calico_nodestatus.datastore.rules import (
     merge_status,
     merge_update,
-    node_filtered_event,
     parse_resource_version,
     prepare_create,
     with_resource_version,
@@ -55,8 +75,13 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org/caliconodestatuses/"
+INDEX_PREFIX = "/calico/nodestatus/v1/bynode/"
 LIVENESS_PREFIX = "/calico/nodestatus/v1/liveness/"
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
+# Objects per list page: a status is capped near 1 MiB, so a page stays under the receive limit.
+LIST_PAGE_SIZE = 50
+# Ranges per transaction when reading a node's objects (etcd's default --max-txn-ops is 128).
+READS_PER_TXN = 100
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -74,6 +99,14 @@ CHANNEL_OPTIONS = [
 
 def object_key(name: str) -> str:
     return RESOURCE_PREFIX + name
+
+
+def index_prefix(node: str) -> str:
+    return f"{INDEX_PREFIX}{node}/"
+
+
+def index_key(node: str, name: str) -> str:
+    return index_prefix(node) + name
 
 
 def liveness_key(node: str) -> str:
@@ -110,8 +143,9 @@ def _decode_or_skip(kv: Any, revision: int) -> CalicoNodeStatus | None:
         return None
 
 
-@dataclass(frozen=True)
-class _Stubs:
+@dataclass(frozen=True, eq=False)
+class _Connection:
+    channel: grpc.aio.Channel
     kv: rpc.KVStub
     watch: rpc.WatchStub
     lease: rpc.LeaseStub
@@ -127,6 +161,26 @@ def _read_pem(setting: str, path: object) -> bytes | None:
         raise DatastoreConfigError(setting, str(path), f"a readable PEM file ({error.strerror})") from error
 
 
+def _put(key: str, value: bytes = b"") -> Any:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value))
+
+
+def _delete(key: str, *, prev_kv: bool = False) -> Any:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode(), prev_kv=prev_kv))
+
+
+def _mod_equals(key: str, revision: int) -> Any:
+    """Compare: the key was last written at `revision` (0: the key does not exist)."""
+    return rpc.Compare(
+        key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def _own_cancellation() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class EtcdDatastore(Datastore):
     def __init__(
         self, config: DatastoreConfig, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
@@ -135,8 +189,8 @@ class EtcdDatastore(Datastore):
         self._config = config
         self._request_timeout = request_timeout
         self._current = 0
-        self._channel: grpc.aio.Channel | None = None
-        self._stubs_cache: _Stubs | None = None
+        self._connection: _Connection | None = None
+        self._retired: dict[_Connection, asyncio.Task[None]] = {}  # closing after a grace period
         self._credentials: grpc.ChannelCredentials | None = None
         self._leases: dict[str, tuple[int, int]] = {}  # node -> (lease id, lease TTL) this process holds
 
@@ -147,8 +201,8 @@ class EtcdDatastore(Datastore):
 
     # -- channel, failover and error mapping --------------------------------------------------
 
-    def _stubs(self) -> _Stubs:
-        if self._stubs_cache is None:
+    def _connect(self) -> _Connection:
+        if self._connection is None:
             target = self._targets[self._current]
             if self._config.etcd_uses_tls:
                 if self._credentials is None:
@@ -157,24 +211,36 @@ class EtcdDatastore(Datastore):
                         private_key=_read_pem("etcd_key_file", self._config.etcd_key_file),
                         certificate_chain=_read_pem("etcd_cert_file", self._config.etcd_cert_file),
                     )
-                self._channel = grpc.aio.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
+                channel = grpc.aio.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
             else:
-                self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-            self._stubs_cache = _Stubs(
-                rpc.KVStub(self._channel), rpc.WatchStub(self._channel), rpc.LeaseStub(self._channel)
+                channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._connection = _Connection(
+                channel, rpc.KVStub(channel), rpc.WatchStub(channel), rpc.LeaseStub(channel)
             )
-        return self._stubs_cache
+        return self._connection
 
-    async def _drop_channel(self) -> None:
-        channel, self._channel, self._stubs_cache = self._channel, None, None
-        if channel is not None:
-            await channel.close()
-
-    async def _fail_over(self, error: grpc.aio.AioRpcError) -> None:
-        failed = self.endpoint
-        await self._drop_channel()
+    def _fail_over(self, failed: _Connection, error: grpc.aio.AioRpcError) -> None:
+        """Moves to the next endpoint on a fresh channel, once per failed channel: concurrent
+        requests failing on the same channel do not skip endpoints or close newer channels."""
+        if self._connection is not failed:
+            return
+        endpoint = self.endpoint
+        self._connection = None
         self._current = (self._current + 1) % len(self._targets)
-        log.warning("etcd endpoint %s unavailable (%s); next: %s", failed, error.details(), self.endpoint)
+        # Other requests may still be in flight on the old channel: they get their own deadline to
+        # finish instead of being cancelled by this request's failure.
+        closing = asyncio.get_running_loop().create_task(failed.channel.close(grace=self._request_timeout))
+        self._retired[failed] = closing
+        closing.add_done_callback(lambda _: self._retired.pop(failed, None))
+        log.warning("etcd endpoint %s unavailable (%s); next: %s", endpoint, error.details(), self.endpoint)
+
+    def _moves_on(self, error: grpc.aio.AioRpcError) -> bool:
+        """A refused connection always moves on (a fresh channel skips gRPC's reconnect backoff);
+        a timeout only when there is another endpoint: one busy server is not helped by a new channel."""
+        code = error.code()
+        return code == grpc.StatusCode.UNAVAILABLE or (
+            code == grpc.StatusCode.DEADLINE_EXCEEDED and len(self._targets) > 1
+        )
 
     def _map_error(self, error: grpc.aio.AioRpcError) -> DatastoreError:
         endpoints = ",".join(self._config.etcd_endpoints)
@@ -182,57 +248,135 @@ class EtcdDatastore(Datastore):
             return Unavailable(f"etcd at {self.endpoint} did not answer within {self._request_timeout:g}s")
         if error.code() == grpc.StatusCode.UNAVAILABLE:
             return Unavailable(f"etcd unreachable at {endpoints}: {error.details()}")
+        if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+            return WatchExpired(f"etcd at {self.endpoint}: {error.details()}; list again")
         return DatastoreError(
             f"etcd at {self.endpoint} refused the request: {error.code().name}: {error.details()}"
         )
 
-    async def _call(self, invoke: Callable[[_Stubs], Awaitable[T]]) -> T:
+    async def _call(self, invoke: Callable[[_Connection], Awaitable[T]]) -> T:
         """Runs one RPC, moving on to the next endpoint while the current one cannot be reached."""
         for attempt in range(len(self._targets)):
+            connection = self._connect()
             try:
-                return await invoke(self._stubs())
+                return await invoke(connection)
             except grpc.aio.AioRpcError as error:
                 mapped = self._map_error(error)
                 if error.code() not in UNREACHABLE:
                     raise mapped from error
-                # Next call goes to the next endpoint on a fresh channel (no gRPC reconnect backoff).
-                await self._fail_over(error)
+                if self._moves_on(error):
+                    self._fail_over(connection, error)
                 # Only a request that never reached a server is safe to resend: not after a timeout.
                 if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED or attempt == len(self._targets) - 1:
                     raise mapped from error
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _range(self, key: str, *, prefix: bool = False) -> Any:
-        request = rpc.RangeRequest(key=key.encode())
+    async def _range(self, request: Any) -> Any:
+        return await self._call(lambda c: c.kv.Range(request, timeout=self._request_timeout))
+
+    async def _range_key(self, key: str, *, prefix: bool = False, **options: Any) -> Any:
+        request = rpc.RangeRequest(key=key.encode(), **options)
         if prefix:
             request.range_end = _range_end(key.encode())
-        return await self._call(lambda s: s.kv.Range(request, timeout=self._request_timeout))
+        return await self._range(request)
 
     async def _txn(self, compare: list[Any], success: list[Any], failure: list[Any]) -> Any:
         request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
-        return await self._call(lambda s: s.kv.Txn(request, timeout=self._request_timeout))
+        return await self._call(lambda c: c.kv.Txn(request, timeout=self._request_timeout))
 
-    @staticmethod
-    def _mod_equals(key: str, revision: int) -> Any:
-        return rpc.Compare(
-            key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
-        )
+    async def _scan(self, prefix: str, **options: Any) -> tuple[list[Any], int]:
+        """Every key under `prefix` at one revision, page by page (no single huge reply or deadline)."""
+        while True:
+            kvs: list[Any] = []
+            start, end, revision = prefix.encode(), _range_end(prefix.encode()), 0
+            try:
+                while True:
+                    request = rpc.RangeRequest(
+                        key=start, range_end=end, limit=LIST_PAGE_SIZE, revision=revision, **options
+                    )
+                    response = await self._range(request)
+                    revision = revision or response.header.revision
+                    kvs.extend(response.kvs)
+                    if not response.more:
+                        return kvs, revision
+                    start = response.kvs[-1].key + b"\0"
+            except WatchExpired:
+                continue  # compacted between two pages: scan again at the newest revision
 
     # -- the Datastore interface --------------------------------------------------------------
 
     async def get(self, name: str) -> CalicoNodeStatus:
-        response = await self._range(object_key(name))
+        response = await self._range_key(object_key(name))
         if not response.kvs:
             raise NotFound(name)
         kv = response.kvs[0]
         return decode_value(kv.key, kv.value, kv.mod_revision)
 
     async def list(self, node: str | None = None) -> tuple[list[CalicoNodeStatus], str]:
-        response = await self._range(RESOURCE_PREFIX, prefix=True)
-        objects = [obj for kv in response.kvs if (obj := _decode_or_skip(kv, kv.mod_revision)) is not None]
-        return [obj for obj in objects if node is None or obj.spec.node == node], str(
-            response.header.revision
-        )
+        if node is not None:
+            return await self._list_node(node)
+        kvs, revision = await self._scan(RESOURCE_PREFIX)
+        return [obj for kv in kvs if (obj := _decode_or_skip(kv, kv.mod_revision)) is not None], str(revision)
+
+    async def _list_node(self, node: str) -> tuple[list[CalicoNodeStatus], str]:
+        for _ in range(2):
+            counts = await self._txn(
+                [],
+                [
+                    rpc.RequestOp(request_range=_prefix_range(RESOURCE_PREFIX, count_only=True)),
+                    rpc.RequestOp(request_range=_prefix_range(INDEX_PREFIX, count_only=True)),
+                    rpc.RequestOp(request_range=_prefix_range(index_prefix(node), keys_only=True)),
+                ],
+                [],
+            )
+            objects, indexed, members = (op.response_range for op in counts.responses)
+            if objects.count == indexed.count:
+                break
+            await self.repair_index()  # written by other tools (or left behind by them): re-index first
+        revision = counts.header.revision
+        names = [kv.key.decode().removeprefix(index_prefix(node)) for kv in members.kvs]
+        found: list[CalicoNodeStatus] = []
+        for first in range(0, len(names), READS_PER_TXN):
+            reads = [
+                rpc.RequestOp(
+                    request_range=rpc.RangeRequest(key=object_key(name).encode(), revision=revision)
+                )
+                for name in names[first : first + READS_PER_TXN]
+            ]
+            response = await self._txn([], reads, [])
+            for op in response.responses:
+                for kv in op.response_range.kvs:
+                    obj = _decode_or_skip(kv, kv.mod_revision)
+                    if obj is not None and obj.spec.node == node:
+                        found.append(obj)
+                    elif obj is not None:
+                        await self._move_index(kv, node, obj.spec.node)  # moved by another tool
+        return found, str(revision)
+
+    async def repair_index(self) -> None:
+        """Makes the per-node index match the objects: adds missing keys, removes stale ones.
+        Each change is conditioned on the object being unchanged, so it never undoes a write."""
+        objects, revision = await self._scan(RESOURCE_PREFIX)
+        index, _ = await self._scan(INDEX_PREFIX, keys_only=True)
+        stored = {kv.key.decode().removeprefix(RESOURCE_PREFIX): kv for kv in objects}
+        wanted = {
+            index_key(node, name): kv for name, kv in stored.items() if (node := _stored_node(kv.value))
+        }
+        existing = {entry.key.decode() for entry in index}
+        for key in wanted.keys() - existing:
+            kv = wanted[key]
+            await self._txn([_mod_equals(kv.key.decode(), kv.mod_revision)], [_put(key)], [])
+        for key in existing - wanted.keys():
+            name = key.rsplit("/", 1)[-1]
+            kv = stored.get(name)
+            await self._txn([_mod_equals(object_key(name), kv.mod_revision if kv else 0)], [_delete(key)], [])
+        log.info("rebuilt the per-node index at revision %d: %d objects", revision, len(wanted))
+
+    async def _move_index(self, kv: Any, stale_node: str, node: str) -> None:
+        """Points the index at the object's current node, unless the object changed meanwhile."""
+        name = kv.key.decode().removeprefix(RESOURCE_PREFIX)
+        moves = [_put(index_key(node, name)), _delete(index_key(stale_node, name))]
+        await self._txn([_mod_equals(kv.key.decode(), kv.mod_revision)], moves, [])
 
     async def create(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
         new = prepare_create(obj, str(uuid.uuid4()), datetime.now(UTC))
@@ -240,8 +384,9 @@ class EtcdDatastore(Datastore):
         absent = rpc.Compare(
             key=key.encode(), target=rpc.Compare.VERSION, result=rpc.Compare.EQUAL, version=0
         )
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=encode_value(new)))
-        response = await self._txn([absent], [put], [])
+        response = await self._txn(
+            [absent], [_put(key, encode_value(new)), _put(index_key(new.spec.node, new.name))], []
+        )
         if not response.succeeded:
             raise AlreadyExists(obj.name)
         return with_resource_version(new, response.header.revision)
@@ -255,9 +400,12 @@ class EtcdDatastore(Datastore):
             raise Conflict(obj.name)
         merged = merge(stored, obj)
         key = object_key(obj.name)
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=encode_value(merged)))
+        # The index key is written on every change: it is what a node-scoped watch sees.
+        writes = [_put(key, encode_value(merged)), _put(index_key(merged.spec.node, obj.name))]
+        if stored.spec.node != merged.spec.node:
+            writes.append(_delete(index_key(stored.spec.node, obj.name)))
         reread = rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))
-        response = await self._txn([self._mod_equals(key, expected)], [put], [reread])
+        response = await self._txn([_mod_equals(key, expected)], writes, [reread])
         if not response.succeeded:
             if response.responses[0].response_range.kvs:
                 raise Conflict(obj.name)
@@ -271,36 +419,37 @@ class EtcdDatastore(Datastore):
         return await self._replace(obj, merge_status)
 
     async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
-        key = object_key(name).encode()
-        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, prev_kv=True))
-        compare = []
-        if resource_version is not None:
-            compare = [self._mod_equals(key.decode(), parse_resource_version(resource_version, "a Delete"))]
-        reread = rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
-        response = await self._txn(compare, [delete], [reread])
-        if not response.succeeded:
-            if response.responses[0].response_range.kvs:
+        expected = None if resource_version is None else parse_resource_version(resource_version, "a Delete")
+        key = object_key(name)
+        while True:
+            response = await self._range_key(key)
+            if not response.kvs:
+                raise NotFound(name)
+            kv = response.kvs[0]
+            if expected is not None and kv.mod_revision != expected:
                 raise Conflict(name)
-            raise NotFound(name)
-        previous = response.responses[0].response_delete_range.prev_kvs
-        if not previous:
-            raise NotFound(name)
-        return decode_value(previous[0].key, previous[0].value, previous[0].mod_revision)
+            deletes = [_delete(key)]
+            if node := _stored_node(kv.value):
+                deletes.append(_delete(index_key(node, name)))
+            if (await self._txn([_mod_equals(key, kv.mod_revision)], deletes, [])).succeeded:
+                return decode_value(kv.key, kv.value, kv.mod_revision)
+            # Written in between: read again (a conditional delete then reports the conflict).
 
     async def compact(self, revision: str) -> None:
         """Drops the history before `revision` (watching from older revisions expires)."""
         request = rpc.CompactionRequest(revision=parse_resource_version(revision, "a Compact"), physical=True)
-        await self._call(lambda s: s.kv.Compact(request, timeout=self._request_timeout))
+        await self._call(lambda c: c.kv.Compact(request, timeout=self._request_timeout))
 
     async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
         after = parse_resource_version(resource_version, "a Watch")
-        prefix = RESOURCE_PREFIX.encode()
+        prefix = (RESOURCE_PREFIX if node is None else index_prefix(node)).encode()
         failures = 0
         while True:
             create = rpc.WatchCreateRequest(
-                key=prefix, range_end=_range_end(prefix), start_revision=after + 1, prev_kv=True
+                key=prefix, range_end=_range_end(prefix), start_revision=after + 1, prev_kv=node is None
             )
-            call = self._stubs().watch.Watch(_hold_open(rpc.WatchRequest(create_request=create)))
+            connection = self._connect()
+            call = connection.watch.Watch(_hold_open(rpc.WatchRequest(create_request=create)))
             try:
                 async for response in call:
                     failures = 0
@@ -312,10 +461,10 @@ class EtcdDatastore(Datastore):
                     if response.canceled:
                         raise DatastoreError(f"etcd cancelled the watch: {response.cancel_reason}")
                     for event in response.events:
+                        watch_event = (
+                            _to_watch_event(event) if node is None else await self._node_event(event)
+                        )
                         after = event.kv.mod_revision
-                        watch_event = _to_watch_event(event)
-                        if watch_event and node is not None:
-                            watch_event = _as_seen_by(node, watch_event, event.prev_kv)
                         if watch_event:
                             yield watch_event
                 # The server ended the stream without an error: reconnect from where we are.
@@ -323,12 +472,39 @@ class EtcdDatastore(Datastore):
                 mapped = self._map_error(error)
                 if error.code() not in UNREACHABLE:
                     raise mapped from error
-                await self._fail_over(error)
+                if self._moves_on(error):
+                    self._fail_over(connection, error)
                 failures += 1
                 if failures >= len(self._targets):
                     raise mapped from error
+            except asyncio.CancelledError:
+                # The stream's channel was retired because some request failed over: resume on
+                # the current channel. Only a cancellation of the caller's own task ends the watch.
+                if _own_cancellation() or connection is self._connection:
+                    raise
             finally:
                 call.cancel()
+
+    async def _node_event(self, event: Any) -> WatchEvent | None:
+        """An index key's change as the node's watch reports it, with the object at that revision."""
+        revision = event.kv.mod_revision
+        name = event.kv.key.decode().rsplit("/", 1)[-1]
+        current = await self._object_at(name, revision)
+        if event.type != rpc.Event.DELETE:
+            if current is None:
+                return None  # an index key without its object (removed by another tool)
+            return WatchEvent(
+                EventType.ADDED if event.kv.version == 1 else EventType.MODIFIED, current, str(revision)
+            )
+        # Removed from this node: moved elsewhere (the object exists now) or deleted (its last state).
+        last = current or await self._object_at(name, revision - 1)
+        if last is None:
+            return None
+        return WatchEvent(EventType.DELETED, with_resource_version(last, revision), str(revision))
+
+    async def _object_at(self, name: str, revision: int) -> CalicoNodeStatus | None:
+        response = await self._range_key(object_key(name), revision=revision)
+        return _decode_or_skip(response.kvs[0], response.kvs[0].mod_revision) if response.kvs else None
 
     # -- liveness -------------------------------------------------------------------------------
 
@@ -337,7 +513,7 @@ class EtcdDatastore(Datastore):
         lease_id = await self._keep_alive(node, lease_ttl)
         if lease_id is None:
             grant = rpc.LeaseGrantRequest(TTL=lease_ttl)
-            granted = await self._call(lambda s: s.lease.LeaseGrant(grant, timeout=self._request_timeout))
+            granted = await self._call(lambda c: c.lease.LeaseGrant(grant, timeout=self._request_timeout))
             lease_id = int(granted.ID)
             stale = self._leases.get(node)
             self._leases[node] = (lease_id, lease_ttl)
@@ -348,7 +524,7 @@ class EtcdDatastore(Datastore):
             separators=(",", ":"),
         ).encode()
         put = rpc.PutRequest(key=liveness_key(node).encode(), value=value, lease=lease_id)
-        await self._call(lambda s: s.kv.Put(put, timeout=self._request_timeout))
+        await self._call(lambda c: c.kv.Put(put, timeout=self._request_timeout))
 
     async def _keep_alive(self, node: str, lease_ttl: int) -> int | None:
         """Refreshes the lease this process holds for `node`; None when there is none to refresh."""
@@ -357,8 +533,8 @@ class EtcdDatastore(Datastore):
             return None
         request = rpc.LeaseKeepAliveRequest(ID=held[0])
 
-        async def once(stubs: _Stubs) -> int:
-            call = stubs.lease.LeaseKeepAlive(iter([request]), timeout=self._request_timeout)
+        async def once(connection: _Connection) -> int:
+            call = connection.lease.LeaseKeepAlive(iter([request]), timeout=self._request_timeout)
             try:
                 async for reply in call:
                     return int(reply.TTL)
@@ -371,36 +547,44 @@ class EtcdDatastore(Datastore):
     async def _revoke(self, lease_id: int) -> None:
         request = rpc.LeaseRevokeRequest(ID=lease_id)
         try:
-            await self._call(lambda s: s.lease.LeaseRevoke(request, timeout=self._request_timeout))
+            await self._call(lambda c: c.lease.LeaseRevoke(request, timeout=self._request_timeout))
         except Unavailable:
             raise
         except DatastoreError:
             pass  # already expired: nothing left to revoke
 
     async def release_liveness(self, node: str, holder: str) -> None:
-        response = await self._range(liveness_key(node))
+        response = await self._range_key(liveness_key(node))
         if not response.kvs:
             return
         kv = response.kvs[0]
         if _liveness_value(kv.value).get("holder") != holder:
             return
         self._leases.pop(node, None)
-        key = kv.key
-        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
-        await self._txn([self._mod_equals(key.decode(), kv.mod_revision)], [delete], [])
+        key = kv.key.decode()
+        await self._txn([_mod_equals(key, kv.mod_revision)], [_delete(key)], [])
         if kv.lease:
             await self._revoke(kv.lease)
 
     async def get_liveness(self, node: str) -> LivenessRecord | None:
-        response = await self._range(liveness_key(node))
+        response = await self._range_key(liveness_key(node))
         return _liveness_record(response.kvs[0]) if response.kvs else None
 
     async def list_liveness(self) -> list[LivenessRecord]:
-        response = await self._range(LIVENESS_PREFIX, prefix=True)
-        return [record for kv in response.kvs if (record := _liveness_record(kv)) is not None]
+        kvs, _ = await self._scan(LIVENESS_PREFIX)
+        return [record for kv in kvs if (record := _liveness_record(kv)) is not None]
 
     async def close(self) -> None:
-        await self._drop_channel()
+        connection, self._connection = self._connection, None
+        retired, self._retired = dict(self._retired), {}
+        for closing in retired.values():
+            closing.cancel()
+        for channel in [c.channel for c in retired] + ([connection.channel] if connection else []):
+            await channel.close()
+
+
+def _prefix_range(prefix: str, **options: Any) -> Any:
+    return rpc.RangeRequest(key=prefix.encode(), range_end=_range_end(prefix.encode()), **options)
 
 
 async def _hold_open(request: Any) -> AsyncIterator[Any]:
@@ -423,20 +607,14 @@ def _to_watch_event(event: Any) -> WatchEvent | None:
     return WatchEvent(event_type, obj, str(revision)) if obj else None
 
 
-def _as_seen_by(node: str, event: WatchEvent, prev_kv: Any) -> WatchEvent | None:
-    """The event as a watch of `node`'s objects sees it (etcd cannot filter on a value's field)."""
-    previous_node = _stored_node(prev_kv.value) if prev_kv.key else None
-    seen_as = node_filtered_event(event.type, previous_node, event.object.spec.node, node)
-    return None if seen_as is None else WatchEvent(seen_as, event.object, event.resource_version)
-
-
 def _stored_node(value: bytes) -> str | None:
+    """spec.node of a stored value without building the object (None when it has none)."""
     try:
         spec = json.loads(value).get("spec") or {}
     except (ValueError, AttributeError):
         return None
     node = spec.get("node") if isinstance(spec, dict) else None
-    return node if isinstance(node, str) else None
+    return node if isinstance(node, str) and node else None
 
 
 def _liveness_value(value: bytes) -> dict[str, Any]:
