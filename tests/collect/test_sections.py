@@ -10,8 +10,10 @@ from calico_nodestatus.bird.types import Route, RouteKind
 from calico_nodestatus.collect.sections import (
     MIN_ROUTE_WIRE_BYTES,
     RouteAccumulator,
+    api_route,
     bgp_by_family,
     route_limit_for_budget,
+    route_wire_bytes,
     status_sections,
 )
 from tests.bird.transcripts import lines
@@ -189,3 +191,49 @@ def test_fixed_limit_prefers_fib_and_keeps_bird_order() -> None:
     kept = [(r.destination, r.type) for r in routes.routes_v4]
     assert kept == [("198.19.1.0/26", "RIB"), ("198.19.3.0/26", "FIB"), ("198.19.4.0/26", "FIB")]
     assert routes.total(False) == 5 and routes.routes_v6 == []
+
+
+def _every_transcript_route() -> list[Route]:
+    routes: list[Route] = []
+    for version, scenario, name in (
+        ("1.6.8", "mesh3", "show_route"),
+        ("1.6.8", "mesh3", "bird6__show_route"),
+        ("2.0.12", "mesh3", "show_route"),
+        ("2.0.12", "peertypes", "show_route"),
+    ):
+        routes.extend(parse.parse_routes(lines(version, scenario, name)))
+    return routes
+
+
+def test_route_wire_bytes_is_the_encoded_size() -> None:
+    odd = Route('2001:db8::/64"\\', RouteKind.VIA, "fe80::ü", "e0", "Mesh_1_2_3_4", True, False, None, ())
+    unreachable = Route("198.19.9.0/24", RouteKind.UNREACHABLE, None, None, "static1", False, False, None, ())
+    routes = [*_every_transcript_route(), odd, unreachable]
+    assert len(routes) > 10
+    for route in routes:
+        encoded = json.dumps(api_route(route).to_wire(), separators=(",", ":"), ensure_ascii=False)
+        assert route_wire_bytes(route) == len(encoded.encode()) + 1, route
+
+
+def test_byte_budget_keeps_fib_first_within_the_bytes() -> None:
+    def route(i: int, primary: bool, v6: bool = False) -> Route:
+        prefix = f"2001:db8:1::{i:x}/128" if v6 else f"198.19.{i // 256}.{i % 256}/32"
+        return Route(prefix, RouteKind.VIA, "198.18.0.7", "eth0", "Mesh_198_18_0_7", primary, False, None, ())
+
+    v4 = [route(i, primary=i % 3 == 0) for i in range(300)]
+    v6 = [route(i, primary=True, v6=True) for i in range(100)]
+    fib_bytes = sum(route_wire_bytes(r) for r in v4 + v6 if r.primary)
+    budget = fib_bytes + sum(route_wire_bytes(r) for r in [r for r in v4 if not r.primary][:10])
+    routes = RouteAccumulator(limit=1000, limit_per_type=True, byte_budget=budget)
+    routes.add(v4[:150])
+    routes.add(v6)
+    routes.add(v4[150:])
+    kept_v4 = [r.destination for r in routes.routes_v4]
+    fib_v4 = [r.prefix for r in v4 if r.primary]
+    rib_v4 = [r.prefix for r in v4 if not r.primary]
+    assert set(fib_v4) <= set(kept_v4) and len(routes.routes_v6) == 100
+    assert [d for d in kept_v4 if d in rib_v4] == rib_v4[:10]  # RIB only in the room left, in order
+    assert kept_v4 == [r.prefix for r in v4 if r.prefix in set(kept_v4)]  # BIRD's order
+    assert routes.total(False) == 300  # counted, all of them
+    wire = json.dumps([r.to_wire() for r in routes.routes_v4 + routes.routes_v6], separators=(",", ":"))
+    assert len(wire) - 1 <= budget  # brackets out, last comma in: the routes' own bytes

@@ -163,9 +163,9 @@ async def gather(
 
     `route_limit` caps the routes kept per family (per family and FIB/RIB type with
     `route_limit_per_type`); all of them are still counted. `route_bytes` then reports only the
-    routes whose compact JSON fits in that many bytes, FIB first (see RouteAccumulator). Never raises for BIRD trouble:
-    unreachable daemons and failed queries are in `errors`, and each family's sections are filled
-    independently."""
+    routes whose compact JSON fits in that many bytes, FIB first (see RouteAccumulator). Never
+    raises for BIRD trouble: unreachable daemons and failed queries are in `errors`, and each
+    family's sections are filled independently."""
     sockets = sockets or BirdSockets()
     wanted = {NodeStatusClass(c) for c in classes}
     ordered = tuple(c for c in ALL_CLASSES if c in wanted)
