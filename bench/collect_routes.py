@@ -3,8 +3,9 @@
 A two-node lab: node 1 originates K routes, node 2 learns them over BGP and is queried. In one run,
 alternating, at least 5 times each:
   floor      send `show route`, only drain the reply bytes (asyncio, same read size as ours)
-  ours       the agent's Routes collection (agent.collection.bird_collector → collect.gather with
-             no route limit: read + parse + route records + status section)
+  ours       the agent's Routes collection as its runner does it: agent.collection.bird_collector
+             (read + parse + routes held within the size budget + status section), then the
+             runner's size check (the object's wire form and agent.budget.fit_routes)
   ours-gather  collect.gather with its default route limit (what `node show` and the doctor use)
   ours-parse   BirdClient.routes() only: read + parse into Route tuples, nothing kept
   naive      references: drain the bytes, then one regular expression per line
@@ -41,8 +42,10 @@ from benchlib import (
     run_main,
     say,
 )
+from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, fit_routes
 from calico_nodestatus.agent.collection import bird_collector
-from calico_nodestatus.api import NodeStatusClass
+from calico_nodestatus.agent.content import build_status
+from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.bird.client import DEFAULT_READ_SIZE, BirdClient
 from calico_nodestatus.bird.parse import parse_protocols_all
 from calico_nodestatus.collect.gather import BirdSockets, gather
@@ -85,10 +88,23 @@ async def floor(socket: str) -> int:
         writer.close()
 
 
+# The object the agent writes to, for the size check.
+_OBJECT = CalicoNodeStatus.from_wire(
+    {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "CalicoNodeStatus",
+        "metadata": {"name": "bench"},
+        "spec": {"node": "bench", "classes": ["Routes"], "updatePeriodSeconds": 10},
+    }
+)
+
+
 async def ours(socket: str) -> int:
     sections = await bird_collector(socket)(ROUTES)
     # An IPv4-only lab has no bird6: that family is "not running", a normal state, not a failure.
     assert sections.result is not None and not sections.result.failed, sections.family_errors
+    candidate = _OBJECT.model_copy(update={"status": build_status(sections, ROUTES)})
+    fit_routes(candidate.to_wire(), DEFAULT_SIZE_BUDGET_BYTES)
     return sum(sections.result.routes_total.values())
 
 

@@ -1,18 +1,61 @@
-"""The `calico-nodestatus` command: global options, then one module per command family."""
+"""The `calico-nodestatus` command: global options, then one module per command family.
+
+Command modules are imported only when their command runs (or help lists it): the agent must not
+carry what other commands need (grpc for etcd, lightkube, pyroute2, the lab) — that footprint
+is most of a long-running agent's memory.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import Mapping
 
 import click
 
 from calico_nodestatus import __version__
-from calico_nodestatus.cli import agent, doctor, health, lab, node, resources, summary
 from calico_nodestatus.cli.context import CliContext
 
+# Top-level command name -> the module of calico_nodestatus.cli whose `register(group)` adds it.
+COMMAND_MODULES: Mapping[str, str] = {
+    "create": "resources",
+    "apply": "resources",
+    "replace": "resources",
+    "get": "resources",
+    "delete": "resources",
+    "crd": "resources",
+    "summary": "summary",
+    "node": "node",
+    "lab": "lab",
+    "agent": "agent",
+    "health": "health",
+    "doctor": "doctor",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module on first use and lets it register its commands."""
+
+    def __init__(self, *args: object, command_modules: Mapping[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.command_modules = dict(command_modules)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.command_modules})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = self.command_modules.get(cmd_name)
+        if cmd_name not in self.commands and module_name is not None:
+            importlib.import_module(f"calico_nodestatus.cli.{module_name}").register(self)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    command_modules=COMMAND_MODULES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
 @click.option(
     "--datastore-type",
     type=click.Choice(["embedded", "etcdv3", "kubernetes"]),
@@ -38,6 +81,7 @@ from calico_nodestatus.cli.context import CliContext
 @click.pass_context
 def cli(
     ctx: click.Context,
+    *,
     datastore_type: str,
     db_path: str | None,
     etcd_endpoints: str | None,
@@ -62,10 +106,6 @@ def cli(
         etcd_key_file=etcd_key_file,
         kubeconfig=kubeconfig,
     )
-
-
-for module in (resources, summary, node, lab, agent, health, doctor):
-    module.register(cli)
 
 
 def main() -> None:

@@ -8,8 +8,8 @@
 - Each event records the object's node before and after the change, so a node-filtered watch
   sees an object moving away as DELETED and one moving in as ADDED.
 - The log is bounded (by count and age); a watch older than the retained log gets WatchExpired.
-- SQLite is synchronous, so every query runs in a worker thread; a database locked by another
-  process surfaces as Unavailable after ``busy_timeout`` seconds.
+- SQLite is synchronous, so every query but the watch's version check runs in a worker thread;
+  a database locked by another process surfaces as Unavailable after ``busy_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -81,7 +81,10 @@ CREATE TABLE IF NOT EXISTS liveness (
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_EVENT_RETENTION = 1000
 DEFAULT_EVENT_MAX_AGE_S = 300.0
-WATCH_POLL_INTERVAL_S = 0.05
+WATCH_POLL_INTERVAL_S = 0.05  # while events are flowing (and for WATCH_HOT_SECONDS after)
+# An idle watch polls twice a second, not 20 times: that poll was most of an idle agent's CPU.
+WATCH_IDLE_POLL_INTERVAL_S = 0.5
+WATCH_HOT_SECONDS = 1.0
 WATCH_BATCH = 256
 
 
@@ -313,10 +316,16 @@ class EmbeddedDatastore(Datastore):
         in_use = threading.Lock()
         try:
             seen_data_version: int | None = None
+            last_rows_at = time.monotonic()
             while True:
-                rows, seen_data_version = await asyncio.to_thread(
-                    self._poll_events, conn, in_use, after, node, seen_data_version
-                )
+                # The version check runs on the loop (a few µs, WAL readers never wait for writers);
+                # only reading the log after a commit goes through a worker thread.
+                data_version = self._data_version(conn, in_use)
+                rows: list[tuple[int, str, str, str | None, str | None]] = []
+                if data_version != seen_data_version:
+                    rows = await asyncio.to_thread(self._poll_events, conn, in_use, after, node)
+                    # A full batch means more may be waiting: forget the version so the next poll reads on.
+                    seen_data_version = None if len(rows) == WATCH_BATCH else data_version
                 for revision, event_type, current_node, previous_node, body in rows:
                     after = revision
                     seen_as: EventType | None = EventType(event_type)
@@ -324,8 +333,11 @@ class EmbeddedDatastore(Datastore):
                         seen_as = node_filtered_event(seen_as, previous_node, current_node, node)
                     if seen_as is not None and body is not None:
                         yield WatchEvent(seen_as, _decode(body, revision), str(revision))
-                if not rows:
-                    await asyncio.sleep(WATCH_POLL_INTERVAL_S)
+                if rows:
+                    last_rows_at = time.monotonic()
+                else:
+                    hot = time.monotonic() - last_rows_at < WATCH_HOT_SECONDS
+                    await asyncio.sleep(WATCH_POLL_INTERVAL_S if hot else WATCH_IDLE_POLL_INTERVAL_S)
         finally:
 
             def close() -> None:
@@ -340,21 +352,20 @@ class EmbeddedDatastore(Datastore):
         except sqlite3.Error as error:
             raise self._unavailable(error) from error
 
-    def _poll_events(
-        self,
-        conn: sqlite3.Connection,
-        in_use: threading.Lock,
-        after: int,
-        node: str | None,
-        seen_data_version: int | None,
-    ) -> tuple[list[tuple[int, str, str, str | None, str | None]], int | None]:
-        """Events after `after` (bodies only for those touching `node`), or none if nothing was
-        committed since."""
+    def _data_version(self, conn: sqlite3.Connection, in_use: threading.Lock) -> int:
+        """Changes only when another connection commits."""
         with in_use:
             try:
-                data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-                if data_version == seen_data_version:
-                    return [], seen_data_version
+                return int(conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error as error:
+                raise self._unavailable(error) from error
+
+    def _poll_events(
+        self, conn: sqlite3.Connection, in_use: threading.Lock, after: int, node: str | None
+    ) -> list[tuple[int, str, str, str | None, str | None]]:
+        """Up to WATCH_BATCH events after `after`, bodies only for those touching `node`."""
+        with in_use:
+            try:
                 conn.execute("BEGIN")
                 try:
                     compacted = conn.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()[0]
@@ -363,7 +374,7 @@ class EmbeddedDatastore(Datastore):
                             f"revision {after} is older than the retained event log (starts at {compacted}); "
                             "list again and watch from the list's revision"
                         )
-                    rows = conn.execute(
+                    return conn.execute(
                         "SELECT revision, type, node, prev_node, "
                         "CASE WHEN :node IS NULL OR :node IN (node, prev_node) THEN body END "
                         "FROM events WHERE revision > :after ORDER BY revision LIMIT :limit",
@@ -373,8 +384,6 @@ class EmbeddedDatastore(Datastore):
                     conn.execute("ROLLBACK")
             except sqlite3.Error as error:
                 raise self._unavailable(error) from error
-        # A full batch means more may be waiting: forget the data version so the next poll reads on.
-        return rows, (None if len(rows) == WATCH_BATCH else data_version)
 
     # -- liveness -------------------------------------------------------------------------------
 

@@ -21,8 +21,9 @@ One watcher per node, so events stay in revision order and resume from any event
 
 Objects written by Calico's own tools have no index key. ``list(node=...)`` compares the number of
 objects with the number of index keys; when they differ it rebuilds the index from a full scan
-(adds missing keys, removes orphans), and an indexed object whose spec.node no longer matches is
-re-indexed when its old node lists. Such foreign edits reach a node's watch on the next list
+(adds missing keys, removes orphans; an object without a readable spec.node is indexed under
+``_``, so the counts match and it is not rescanned), and an indexed object whose spec.node no longer
+matches is re-indexed when its old node lists. Such foreign edits reach a node's watch on the next list
 (the agent re-lists every 30 s), and the object's first write through this backend indexes it.
 ``list()`` without a node is a plain paginated scan and never writes.
 
@@ -77,6 +78,8 @@ log = logging.getLogger(__name__)
 RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org/caliconodestatuses/"
 INDEX_PREFIX = "/calico/nodestatus/v1/bynode/"
 LIVENESS_PREFIX = "/calico/nodestatus/v1/liveness/"
+# Index "node" of objects without a readable spec.node; "_" is never in a node name, so no watch sees it.
+UNDECODABLE = "_"
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
 # Objects per list page: a status is capped near 1 MiB, so a page stays under the receive limit.
 LIST_PAGE_SIZE = 50
@@ -319,7 +322,7 @@ class EtcdDatastore(Datastore):
         return [obj for kv in kvs if (obj := _decode_or_skip(kv, kv.mod_revision)) is not None], str(revision)
 
     async def _list_node(self, node: str) -> tuple[list[CalicoNodeStatus], str]:
-        for _ in range(2):
+        for attempt in range(2):
             counts = await self._txn(
                 [],
                 [
@@ -330,7 +333,7 @@ class EtcdDatastore(Datastore):
                 [],
             )
             objects, indexed, members = (op.response_range for op in counts.responses)
-            if objects.count == indexed.count:
+            if objects.count == indexed.count or attempt:
                 break
             await self.repair_index()  # written by other tools (or left behind by them): re-index first
         revision = counts.header.revision
@@ -359,9 +362,7 @@ class EtcdDatastore(Datastore):
         objects, revision = await self._scan(RESOURCE_PREFIX)
         index, _ = await self._scan(INDEX_PREFIX, keys_only=True)
         stored = {kv.key.decode().removeprefix(RESOURCE_PREFIX): kv for kv in objects}
-        wanted = {
-            index_key(node, name): kv for name, kv in stored.items() if (node := _stored_node(kv.value))
-        }
+        wanted = {index_key(_stored_node(kv.value) or UNDECODABLE, name): kv for name, kv in stored.items()}
         existing = {entry.key.decode() for entry in index}
         for key in wanted.keys() - existing:
             kv = wanted[key]
