@@ -6,6 +6,7 @@ from calico_nodestatus.agent.budget import (
     HEADROOM_BYTES,
     annotation_value,
     fit_routes,
+    route_bytes_within,
     select_routes,
     serialised_size,
 )
@@ -49,6 +50,24 @@ def test_fib_routes_kept_before_rib_and_counts_per_family() -> None:
     final = _object(kept_v4, kept_v6)
     assert serialised_size(final) <= budget - HEADROOM_BYTES
     assert serialised_size(final) > budget / 2  # the budget is used, not wasted
+
+
+def test_route_bytes_within_is_what_the_smallest_object_leaves_for_routes() -> None:
+    from calico_nodestatus.api import CalicoNodeStatus
+
+    budget = 16 * 1024
+    smallest = CalicoNodeStatus.model_validate(
+        {"metadata": {"name": "a"}, "spec": {"node": "a", "classes": [], "updatePeriodSeconds": 0}}
+    ).to_wire()
+    room = route_bytes_within(budget)
+    routes = []
+    while sum(serialised_size(r) + 1 for r in [*routes, _route(len(routes), "FIB", 4)]) <= room:
+        routes.append(_route(len(routes), "FIB", 4))
+    fitting = {**smallest, "status": {**smallest["status"], "routes": {"routesV4": routes}}}
+    assert fit_routes(fitting, budget) is None  # routes filling `room` fit the smallest object
+    one_more = [*routes, {**_route(len(routes), "FIB", 4), "destination": "2001:db8:ffff::/48" + " " * 40}]
+    overflowing = {**smallest, "status": {**smallest["status"], "routes": {"routesV4": one_more}}}
+    assert fit_routes(overflowing, budget) is not None
 
 
 def test_rib_included_once_all_fib_fit() -> None:

@@ -237,3 +237,26 @@ def test_crd_v1_with_unreadable_metadata_annotation_names_it() -> None:
     cr = {"kind": "CalicoNodeStatus", "metadata": {"name": "x", "annotations": {METADATA_ANNOTATION: "{"}}}
     with pytest.raises(ValidationFailure, match=r"Metadata\.Annotations\[projectcalico\.org/metadata\]"):
         CalicoNodeStatus.from_crd_v1(cr)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        {},
+        {"type": "FIB", "destination": "198.19.0.0/26", "gateway": "198.18.0.2", "interface": "eth0",
+         "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.2"}},
+        {"type": "RIB", "destination": "2001:db8::/64", "gateway": "N/A", "interface": "blackhole",
+         "learnedFrom": {"sourceType": "Static"}},
+        {"destination": "", "gateway": "", "interface": "", "learnedFrom": {"sourceType": "", "peerIP": ""}},
+    ],
+)
+def test_hand_written_route_encoding_matches_the_generic_one(route: dict) -> None:
+    """Routes are encoded by hand for speed; pydantic's generic dump is the reference."""
+    from calico_nodestatus.api import CalicoNodeBGPRouteStatus, CalicoNodeRoute
+
+    model = CalicoNodeRoute.model_validate(route)
+    generic = model.model_dump(mode="json", by_alias=True)
+    assert model.to_wire() == generic
+    assert list(model.to_wire()) == list(generic)  # same key order, so the same JSON text
+    routes = CalicoNodeBGPRouteStatus(routes_v4=[model], routes_v6=[model, model])
+    assert routes.to_wire() == routes.model_dump(mode="json", by_alias=True)

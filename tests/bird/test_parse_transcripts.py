@@ -237,3 +237,38 @@ def test_reconfiguration_interrupt_is_not_a_successful_end() -> None:
     parser.feed(lines("1.6.8", "mesh3", "show_route")[:-1])
     with pytest.raises(BirdParseError):
         parser.finish("8004 Stopped due to reconfiguration")
+
+
+@pytest.mark.parametrize(
+    ("version", "scenario", "name", "weights"),
+    [
+        ("2.0.12", "peertypes", "show_route", True),  # ECMP: two next-hop lines
+        ("2.0.12", "peertypes", "show_route", False),  # ECMP hops without weights: `via X on Y`
+        ("2.0.12", "peertypes", "show_route_all", True),  # attribute blocks between routes
+        ("2.0.12", "mesh3", "show_route", True),
+        ("2.0.12", "peerdown", "t2_3s_after_stop__show_route", True),
+        ("1.6.8", "peertypes", "show_route", True),
+    ],
+)
+def test_two_line_fast_path_matches_the_line_by_line_parse(
+    version: str, scenario: str, name: str, weights: bool
+) -> None:
+    """One line per feed() never lets the parser see a route line and its next hop together, so
+    it takes the line-by-line path; larger chunks take the two-line path where they can."""
+    reply = lines(version, scenario, name)
+    if not weights:
+        reply = [line.removesuffix(" weight 1") for line in reply]
+    body = reply[:-1]
+
+    def streamed(chunk: int) -> list:
+        parser = parse.RouteParser()
+        routes = []
+        for start in range(0, len(body), chunk):
+            routes += parser.feed(body[start : start + chunk])
+        return routes + parser.finish(reply[-1])
+
+    line_by_line = streamed(1)
+    assert len(line_by_line) >= 5
+    assert weights or any(len(route.next_hops) == 2 for route in line_by_line)
+    for chunk in (2, 3, 4, 5, len(body)):
+        assert streamed(chunk) == line_by_line, chunk

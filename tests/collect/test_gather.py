@@ -3,6 +3,7 @@ the BGP parts are covered on transcripts and, live, by the lab tests)."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,18 @@ async def test_bird2_one_socket_both_families(bird2: Daemon) -> None:
     assert sorted(r["destination"] for r in wire["routes"]["routesV6"]) == sorted(V6)
     assert result.errors == {}
     assert wire["bgp"]["numberEstablishedV4"] == 0 and "peersV4" not in wire["bgp"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_garbage_collector_state_is_restored(bird2: Daemon, enabled: bool) -> None:
+    """The collector is paused while routes stream in; afterwards it is as it was."""
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        result = await gather(BirdSockets.from_overrides(bird2.socket), [NodeStatusClass.ROUTES])
+        assert gc.isenabled() is enabled and result.routes_total == {4: len(V4), 6: len(V6)}
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 async def test_only_requested_classes(bird2: Daemon) -> None:

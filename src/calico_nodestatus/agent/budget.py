@@ -87,6 +87,36 @@ def annotation_value(omitted: Mapping[str, int]) -> str | None:
     return json.dumps({"v4": omitted.get("v4", 0), "v6": omitted.get("v6", 0)}, separators=(",", ":"))
 
 
+# Bytes fit_routes() charges for everything but the routes of the smallest possible object; no
+# real object is smaller.
+_SMALLEST_OBJECT = {
+    "kind": "CalicoNodeStatus",
+    "apiVersion": "projectcalico.org/v3",
+    "metadata": {"name": "a"},
+    "spec": {"node": "a", "updatePeriodSeconds": 0},
+    "status": {
+        "lastUpdated": None,
+        "agent": {"birdV4": {}, "birdV6": {}},
+        "bgp": {
+            "numberEstablishedV4": 0,
+            "numberNotEstablishedV4": 0,
+            "numberEstablishedV6": 0,
+            "numberNotEstablishedV6": 0,
+        },
+        "routes": {},
+    },
+}
+_LIST_OVERHEAD = len('"routesV4":[],') * 2  # empty lists are omitted: each kept family adds these
+
+
+def route_bytes_within(budget_bytes: int) -> int:
+    """The most bytes of routes (each with its separating comma) any object of ``budget_bytes``
+    can hold: what fit_routes() leaves for routes in the smallest object. Collecting routes only up
+    to this loses none that could fit, and spares the common case fit_routes()'s per-route work
+    (~3 µs a route), which it needed whenever the routes alone filled the budget."""
+    return budget_bytes - HEADROOM_BYTES - serialised_size(_SMALLEST_OBJECT) - _LIST_OVERHEAD
+
+
 def fit_routes(object_wire: Mapping[str, Any], budget_bytes: int) -> RouteSelection | None:
     """None when the object fits as it is; otherwise the routes to keep so that it does."""
     limit = budget_bytes - HEADROOM_BYTES
@@ -97,7 +127,5 @@ def fit_routes(object_wire: Mapping[str, Any], budget_bytes: int) -> RouteSelect
     routes_v4 = list(routes.get("routesV4") or [])
     routes_v6 = list(routes.get("routesV6") or [])
     without_routes = {**object_wire, "status": {**status, "routes": {}}}
-    # Empty lists are omitted on the wire, so each kept family adds its key and brackets.
-    list_overhead = len('"routesV4":[],') * 2
-    available = limit - serialised_size(without_routes) - list_overhead
+    available = limit - serialised_size(without_routes) - _LIST_OVERHEAD
     return select_routes(routes_v4, routes_v6, max(0, available))

@@ -2,14 +2,15 @@
 every due object asks for (``gather`` itself sends each BIRD command once per family).
 
 Routes are held only up to what the size budget could ever hold, per family and FIB/RIB type (so
-a 100 MB table never sits in memory), and only those whose JSON fits the budget, FIB first, become
-status routes; the runner's exact size check then trims what the rest of the object crowds out.
+a 100 MB table never sits in memory), and only those whose JSON fits what the budget leaves for
+routes in the smallest object (``route_bytes_within``), FIB first, become status routes; the
+runner's exact size check then trims what the rest of the object crowds out.
 Both cuts are counted in the routes-omitted annotation.
 """
 
 from __future__ import annotations
 
-from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, HEADROOM_BYTES, max_routes_within
+from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, max_routes_within, route_bytes_within
 from calico_nodestatus.agent.content import CollectedSections
 from calico_nodestatus.agent.runner import Collector
 from calico_nodestatus.api import NodeStatusClass
@@ -47,7 +48,7 @@ def bird_collector(
             classes,
             route_limit=route_limit,
             route_limit_per_type=True,
-            route_bytes=size_budget_bytes - HEADROOM_BYTES,
+            route_bytes=route_bytes_within(size_budget_bytes),
         )
         return sections_from(result, classes)
 

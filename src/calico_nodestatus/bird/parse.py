@@ -366,10 +366,14 @@ class RouteParser:
         pending = self._pending
         hops = self._hops
         skipping = self._code in _ATTRIBUTE_CODES
+        batch = lines if isinstance(lines, list) else list(lines)
+        count = len(batch)
+        index = 0
         line = ""
         try:
-            for raw in lines:
-                line = raw
+            while index < count:
+                line = batch[index]
+                index += 1
                 if line[0] == " ":
                     if skipping:
                         continue
@@ -448,11 +452,29 @@ class RouteParser:
                     e += 1
                 mark = p[e + 1] if len(p) > e + 1 else ""
                 sync_error = mark == "!"
-                route = (proto[1:], sync_error or mark == "*", sync_error, table, ())
+                primary = sync_error or mark == "*"
                 if route_kind is None:
-                    pending = (prefix, route)
+                    # BIRD 2's usual shape: exactly one ` \tvia <gw> on <if>` line, then a line that
+                    # is no next hop (told by its second character alone; a line with a tab there
+                    # that is none only takes the pending path), so the route is complete now:
+                    # both lines in one step instead of holding the route pending.
+                    if index + 1 < count:
+                        hop = batch[index]
+                        if hop[1:2] == "\t" and hop[0] == " " and batch[index + 1][1:2] != "\t":
+                            h = hop.split()
+                            if len(h) == 4 and h[0] == "via" and h[2] == "on":
+                                append(
+                                    _tuple_new(
+                                        Route,
+                                        (prefix, _VIA, h[1], h[3], proto[1:], primary, sync_error, table, ()),
+                                    )
+                                )
+                                index += 1
+                                continue
+                    pending = (prefix, (proto[1:], primary, sync_error, table, ()))
                     continue
-                append(_tuple_new(Route, (prefix, route_kind, gateway, iface, *route)))
+                fields = (prefix, route_kind, gateway, iface, proto[1:], primary, sync_error, table, ())
+                append(_tuple_new(Route, fields))
         except IndexError:
             raise BirdParseError("truncated route line", line) from None
         finally:

@@ -47,6 +47,8 @@ def route_limit_for_budget(budget_bytes: int) -> int:
     `gather(..., route_limit_per_type=True)`: then no route that could fit is dropped before the
     caller's size budget sees it, and memory is bounded by the budget, not by BIRD's table."""
     return max(0, budget_bytes) // MIN_ROUTE_WIRE_BYTES
+
+
 OTHER_SOURCE = "Other"  # metrics label for routes whose protocol maps to no API source type
 
 _PEER_TYPES = {
@@ -208,6 +210,7 @@ class RouteTally:
 # Compact-JSON bytes of a route's fixed parts: braces, the type member and the learnedFrom key.
 _ROUTE_FRAME_BYTES = len('{"type":"FIB","learnedFrom":}')
 _KEY_BYTES = {key: len(f',"{key}":') for key in ("destination", "gateway", "interface")}
+_VIA_KEYS_BYTES = sum(_KEY_BYTES.values()) + 3 * 2  # a via route's three keys and their quotes
 
 
 def _text_bytes(text: str | None) -> int:
@@ -229,6 +232,19 @@ def route_wire_bytes(route: Route) -> int:
     worked out from the string lengths: JSON-encoding each route to size it cost more than
     parsing the whole table (bench/collect_routes.py). Exact: tests check it against the encoder."""
     size = _ROUTE_FRAME_BYTES + 1 + _learned_from_bytes(route.protocol)
+    prefix, gateway, interface = route.prefix, route.gateway, route.interface
+    if route.kind is RouteKind.VIA and prefix and gateway and interface:
+        # The usual route, checked at once: printable ASCII without quotes or backslashes, none
+        # over the length cap, is stored as it is, so it costs its length plus quotes.
+        joined = prefix + gateway + interface
+        if (
+            joined.isascii()
+            and joined.isprintable()
+            and '"' not in joined
+            and "\\" not in joined
+            and max(len(prefix), len(gateway), len(interface)) <= MAX_TEXT_CHARS
+        ):
+            return size + _VIA_KEYS_BYTES + len(joined)
     for key, text in (
         ("destination", clean_text(route.prefix)),
         ("gateway", clean_text(route.gateway) if route.kind is RouteKind.VIA else "N/A"),
