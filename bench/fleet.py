@@ -257,6 +257,24 @@ def fleet_run(nodes: int, design: str, share: float, seconds: float) -> dict[str
     }
 
 
+def _goals(
+    table: dict[tuple[int, str], dict[str, float]], sizes: list[int], design: str, *, failed_writes: bool
+) -> list[Result]:
+    """One design's results against the goals at every fleet size (a broken run fails them)."""
+    results: list[Result] = []
+    for nodes in sizes:
+        r = table[(nodes, design)]
+        name = f"fleet_{nodes}_{design}"
+        if "broke" in r:
+            results.append(Result(name, "broke", "complete", False))
+            continue
+        staleness = r["stale_p99_periods"]
+        results.append(at_most(f"{name}_staleness_p99_periods", staleness, STALENESS_GOAL_PERIODS))
+        if failed_writes:
+            results.append(at_most(f"{name}_failed_writes", r["failed"], 0))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -308,30 +326,11 @@ def main() -> int:
                 f"{r['watch_errors']:>5.0f} {r['etcd_cpu_pct']:>7.1f} {r['db_mib']:>7.1f} {r['load']:>5.1f}",
                 flush=True,
             )
-    results: list[Result] = []
-    best = designs[-1]
-    for nodes in sizes:
-        r = table[(nodes, best)]
-        if "broke" in r:
-            results.append(Result(f"fleet_{nodes}_{best}", "broke", "complete", False))
-            continue
-        results.append(
-            at_most(
-                f"fleet_{nodes}_{best}_staleness_p99_periods", r["stale_p99_periods"], STALENESS_GOAL_PERIODS
-            )
-        )
-        results.append(at_most(f"fleet_{nodes}_{best}_failed_writes", r["failed"], 0))
+    # The last design listed is the one chosen: it must meet every goal. The naive `all` design, when
+    # run, is held to the staleness goal too.
+    results = _goals(table, sizes, designs[-1], failed_writes=True)
     if "all" in designs:
-        for nodes in sizes:
-            r = table[(nodes, "all")]
-            if "broke" in r:
-                results.append(Result(f"fleet_{nodes}_all", "broke", "complete", False))
-                continue
-            results.append(
-                at_most(
-                    f"fleet_{nodes}_all_staleness_p99_periods", r["stale_p99_periods"], STALENESS_GOAL_PERIODS
-                )
-            )
+        results += _goals(table, sizes, "all", failed_writes=False)
     print_results(results)
     return 0
 

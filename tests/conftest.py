@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.plugins.lab", "tests.plugins.etcd", "tests.plugins.kubernetes"]
+pytest_plugins = [
+    "tests.plugins.lab",
+    "tests.plugins.etcd",
+    "tests.plugins.kubernetes",
+    "tests.plugins.agent",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

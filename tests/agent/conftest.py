@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,10 @@ from typing import Any
 import pytest
 
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
-from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusSpec, NodeStatusClass, ObjectMeta
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
-from tests.plugins.lab import unique_lab_name
+from tests.plugins.agent import agent_argv, embedded_env, node_status, wait_for  # noqa: F401 - the suite imports them here
+from tests.plugins.lab import built_lab
 
 HEARTBEAT_SECONDS = 0.5
 STOP_WITHIN_SECONDS = 2.0  # the issue's bound for SIGTERM; an in-process stop() keeps it too
@@ -31,17 +28,8 @@ STOP_WITHIN_SECONDS = 2.0  # the issue's bound for SIGTERM; an in-process stop()
 @pytest.fixture(scope="session")
 def agent_lab() -> Iterator[Any]:
     """3 nodes, BIRD 1.6 (bird + bird6, like calico-node), IPv4 and IPv6, all sessions up."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("the BIRD lab needs root and iproute2")
-    from calico_nodestatus.lab.lab import Lab
-
-    # A name of this process's own: a fixed one would be shared with (and torn down by) any other
-    # test session running at the same time, or reused from an earlier run with a dead owner.
-    lab = Lab.up(unique_lab_name(), nodes=3, bird="1.6", ipv6=True, owner_pid=os.getpid())
-    try:
+    with built_lab("1.6", nodes=3, ipv6=True) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture
@@ -72,41 +60,13 @@ def datastore_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, s
         return request.getfixturevalue("etcd").datastore_env()
     if kind != "embedded":
         pytest.fail(f"AGENT_E2E_DATASTORE: expected embedded or etcd, got {kind!r}")
-    return {"DATASTORE_TYPE": "embedded", "CALICO_NODESTATUS_DB": str(tmp_path / "datastore.db")}
+    return embedded_env(tmp_path / "datastore.db")
 
 
 @pytest.fixture
 async def store(datastore_env: dict[str, str]) -> AsyncIterator[Datastore]:
     async with open_datastore(DatastoreConfig.from_env(environ=datastore_env)) as datastore:
         yield datastore
-
-
-def node_status(name: str, node: str, classes: list[str], period: int) -> CalicoNodeStatus:
-    return CalicoNodeStatus(
-        metadata=ObjectMeta(name=name),
-        spec=CalicoNodeStatusSpec(
-            node=node, classes=[NodeStatusClass(c) for c in classes], update_period_seconds=period
-        ),
-    )
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[Any]],
-    within: float,
-    what: str,
-    interval: float = 0.1,
-    explain: Callable[[], str] = lambda: "",
-) -> Any:
-    """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds
-    (with `explain()`, e.g. an agent process's log)."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"{what} not reached within {within}s (last: {last!r})\n{explain()}")
 
 
 @dataclass
@@ -154,25 +114,16 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
 
     def as_process(node: Any) -> AgentProcess:
         log = tmp_path / f"agent-{node.name}-{len(processes)}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "calico_nodestatus",
-            "--log-level",
-            "info",
-            "agent",
-            "--node",
+        argv = agent_argv(
             node.name,
-            "--bird-socket",
-            str(node.socket_v4),
+            node.socket_v4,
+            node.socket_v6,
             "--heartbeat-seconds",
             str(HEARTBEAT_SECONDS),
             # No exporter: its fixed default port may be taken by any other agent on this machine.
             "--metrics-port",
             "0",
-        ]
-        if node.socket_v6:
-            argv += ["--bird6-socket", str(node.socket_v6)]
+        )
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **datastore_env}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 import sys
@@ -230,3 +231,72 @@ async def test_idle_watch_polls_without_reading_the_log(tmp_path: Path) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_liveness_renewals_do_not_make_a_watch_read_the_log(tmp_path: Path) -> None:
+    """Other agents' heartbeats commit to the same file: the watch notices the commit, reads the
+    head revision (one row) and leaves the event log alone, then still delivers a real change."""
+    statements: list[str] = []
+
+    class TracedDatastore(EmbeddedDatastore):
+        def _watch_connection(self) -> sqlite3.Connection:
+            conn = super()._watch_connection()
+            conn.set_trace_callback(statements.append)
+            return conn
+
+    datastore = TracedDatastore(tmp_path / "datastore.db")
+    writer = EmbeddedDatastore(tmp_path / "datastore.db")
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in datastore.watch("0"):
+            seen.append(event.object.name)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        await writer.create(make_status())
+        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
+        statements.clear()
+        for node in ("node-1", "node-2", "node-3"):
+            await writer.renew_liveness(node, "host/1", 30)
+            await asyncio.sleep(0.6)  # one idle poll after each commit
+        assert len([s for s in statements if "key = 'revision'" in s]) >= 3  # it saw the commits...
+        assert not [s for s in statements if "FROM events" in s]  # ...without reading the log
+
+        await writer.create(make_status("status-b"))
+        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await datastore.close()
+        await writer.close()
+
+
+async def test_many_connections_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) when
+    another connection is in it. Eight instances opening the same new file together all work."""
+    path = tmp_path / "new.db"
+    stores = [EmbeddedDatastore(path) for _ in range(8)]
+    try:
+        results = await asyncio.gather(*(store.list() for store in stores))
+        assert all(objects == [] for objects, _ in results)
+        await asyncio.gather(*(s.renew_liveness(f"node-{i}", "h/1", 30) for i, s in enumerate(stores)))
+        assert len(await stores[0].list_liveness()) == 8
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_missing_parent_directories_are_private(tmp_path: Path) -> None:
+    """Every directory the datastore creates is 0700, not only the last one (umask 0 here, so
+    the umask cannot be what makes them private); an existing one is left as it is."""
+    os.chmod(tmp_path, 0o755)
+    path = tmp_path / "a" / "b" / "c" / "datastore.db"
+    previous = os.umask(0)
+    try:
+        async with EmbeddedDatastore(path) as datastore:
+            await datastore.list()
+    finally:
+        os.umask(previous)
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755

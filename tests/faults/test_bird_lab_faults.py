@@ -17,6 +17,7 @@ from calico_nodestatus.api import BGPDaemonState, NodeStatusClass
 from calico_nodestatus.bird.errors import BirdProtocolError, BirdReconfigurationInterrupt
 from calico_nodestatus.collect.gather import ALL_CLASSES, BirdSockets, CollectionResult, gather
 from tests.faults.relay import pausing_relay
+from tests.plugins.lab import built_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -26,14 +27,9 @@ ROUTES = NodeStatusClass.ROUTES
 @pytest.fixture(scope="module")
 def big_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One lab node running bird and bird6, its IPv4 BIRD holding 20,000 extra static routes."""
-    from tests.plugins.lab import _build, unique_lab_name
-
-    lab = _build("1.6", unique_lab_name(), nodes=1, ipv6=True)
-    try:
+    with built_lab("1.6", nodes=1, ipv6=True) as lab:
         lab.set_routes(1, EXTRA_ROUTES)
         yield lab
-    finally:
-        lab.down()
 
 @pytest.fixture
 def lab(big_node: Any) -> Iterator[Any]:
@@ -83,14 +79,9 @@ async def test_restart_shows_a_new_boot_time(lab: Any) -> None:
 @pytest.fixture(scope="module")
 def big_bird2() -> Iterator[Any]:
     """One lab node running BIRD 2 (one daemon for both families) with 20,000 extra IPv4 routes."""
-    from tests.plugins.lab import _build, unique_lab_name
-
-    lab = _build("2", unique_lab_name(), nodes=1, ipv6=True)
-    try:
+    with built_lab("2", nodes=1, ipv6=True) as lab:
         lab.set_routes(1, EXTRA_ROUTES)
         yield lab
-    finally:
-        lab.down()
 
 def _configure(lab: Any) -> None:
     assert "Reconfigured" in " ".join(lab.birdc(1, 4, "configure"))

@@ -11,28 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from calico_nodestatus.api import BGPDaemonState, NodeStatusClass
 from calico_nodestatus.bird.errors import BirdParseError, BirdProtocolError, BirdTimeout
 from calico_nodestatus.collect.gather import ALL_CLASSES, BirdSockets, CollectionResult, gather
-from tests.faults.replay import Fault, ReplayServer, replaying
+from tests.faults.replay import Fault, ReplayServer
+from tests.plugins.agent import REPO
 
 ROUTES = NodeStatusClass.ROUTES
 READ_TIMEOUT = 0.3
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def daemons(tmp_path: Path) -> AsyncIterator[tuple[ReplayServer, ReplayServer]]:
-    async with (
-        replaying(tmp_path / "bird.ctl") as bird,
-        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as bird6,
-    ):
-        yield bird, bird6
 
 
 async def _collect(bird: ReplayServer, bird6: ReplayServer) -> CollectionResult:
@@ -72,9 +61,9 @@ def _assert_only_v4_routes_failed(result: CollectionResult, error: type[Exceptio
     ],
 )
 async def test_fault_is_per_family_and_the_next_collection_recovers(
-    daemons: tuple[ReplayServer, ReplayServer], fault: Fault, error: type[Exception]
+    replayed_bird: tuple[ReplayServer, ReplayServer], fault: Fault, error: type[Exception]
 ) -> None:
-    bird, bird6 = daemons
+    bird, bird6 = replayed_bird
     bird.fault = fault
     started = asyncio.get_running_loop().time()
     _assert_only_v4_routes_failed(await _collect(bird, bird6), error)
@@ -84,10 +73,10 @@ async def test_fault_is_per_family_and_the_next_collection_recovers(
 
 
 async def test_hang_on_the_first_command_leaves_the_other_family(
-    daemons: tuple[ReplayServer, ReplayServer],
+    replayed_bird: tuple[ReplayServer, ReplayServer],
 ) -> None:
     """A daemon that accepts and never answers anything: its whole family fails, the other is whole."""
-    bird, bird6 = daemons
+    bird, bird6 = replayed_bird
     bird.fault, bird.fault_on = Fault.HANG, frozenset({"show status"})
     result = await _collect(bird, bird6)
     assert {family for family, _ in result.errors} == {4}
@@ -104,12 +93,12 @@ async def test_hang_on_the_first_command_leaves_the_other_family(
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["gather", "agent"])
 async def test_100mb_reply_keeps_memory_bounded(
-    daemons: tuple[ReplayServer, ReplayServer], mode: str
+    replayed_bird: tuple[ReplayServer, ReplayServer], mode: str
 ) -> None:
     """A 100 MB `show route` (real route lines repeated) is streamed: the collecting process's peak
     RSS grows by a small fraction of the reply. `gather` is what node show, the doctor and metrics
     use; `agent` is the agent's collector (routes beyond the size budget are never held)."""
-    bird, bird6 = daemons
+    bird, bird6 = replayed_bird
     bird.fault = Fault.HUGE
     worker = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,15 +229,22 @@ def _require_etcd() -> None:
         pytest.skip("etcd/etcdctl not installed (scripts/install-system-deps.sh installs them)")
 
 
-@pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+@contextmanager
+def running_etcd(workdir: Path, tls: bool = False) -> Iterator[EtcdServer]:
+    """An etcd member in `workdir` (with client-certificate TLS when `tls`), stopped when the block ends."""
     _require_etcd()
-    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
-    server.start()
+    server = EtcdServer(workdir, tls=make_tls_files(workdir / "pki") if tls else None)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    with running_etcd(tmp_path_factory.mktemp("etcd")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -246,28 +255,17 @@ def etcd(etcd_server: EtcdServer) -> Iterator[EtcdServer]:
 
 @pytest.fixture(scope="session")
 def etcd_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    _require_etcd()
-    workdir = tmp_path_factory.mktemp("etcd-tls")
-    server = EtcdServer(workdir, tls=make_tls_files(workdir / "pki"))
-    server.start()
-    try:
+    with running_etcd(tmp_path_factory.mktemp("etcd-tls"), tls=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def etcd_factory(tmp_path: Path) -> Iterator[Callable[..., EtcdServer]]:
-    servers: list[EtcdServer] = []
+    """``etcd_factory(tls=False)``: a private etcd member, stopped after the test."""
+    started = itertools.count()
+    with ExitStack() as servers:
 
-    def start(tls: bool = False) -> EtcdServer:
-        _require_etcd()
-        workdir = tmp_path / f"etcd-{len(servers)}"
-        server = EtcdServer(workdir, tls=make_tls_files(workdir / "pki") if tls else None)
-        servers.append(server)
-        server.start()
-        return server
+        def start(tls: bool = False) -> EtcdServer:
+            return servers.enter_context(running_etcd(tmp_path / f"etcd-{next(started)}", tls))
 
-    yield start
-    for server in servers:
-        server.stop()
+        yield start

@@ -6,6 +6,7 @@
 - `lab_mesh_bird16`, `lab_mesh_bird2`: the same labs, for tests about one version.
 - `lab_factory` (function scope): `lab_factory(nodes=3, bird="2", ipv6=True, **Lab.up kwargs)`
   builds a private lab for fault tests; everything it built is torn down after the test.
+- `built_lab(bird, **Lab.up kwargs)`: a context manager for labs of a module's or session's own.
 - `lab_name_factory`: unique lab names (`lab_name_factory()`), for tests that drive the CLI.
 
 Every lab name is unique to this pytest process and records it as owner, so parallel sessions
@@ -18,6 +19,7 @@ import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -66,6 +68,17 @@ def _build(bird: str, name: str, **kwargs: Any) -> Lab:
     return Lab.up(name, bird=bird, owner_pid=os.getpid(), **kwargs)
 
 
+@contextmanager
+def built_lab(bird: str, **kwargs: Any) -> Iterator[Lab]:
+    """A lab under a unique name (`Lab.up` kwargs), torn down when the block ends; skips the test
+    when labs cannot run here."""
+    lab = _build(bird, unique_lab_name(), **kwargs)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_stale_labs() -> None:
     """Labs left behind by killed test or benchmark runs (owner process gone) are removed first."""
@@ -77,20 +90,14 @@ def _remove_stale_labs() -> None:
 
 @pytest.fixture(scope="session")
 def lab_mesh_bird16() -> Iterator[Lab]:
-    lab = _build("1.6", unique_lab_name(), nodes=3, ipv6=True)
-    try:
+    with built_lab("1.6", nodes=3, ipv6=True) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="session")
 def lab_mesh_bird2() -> Iterator[Lab]:
-    lab = _build("2", unique_lab_name(), nodes=3, ipv6=True)
-    try:
+    with built_lab("2", nodes=3, ipv6=True) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="session", params=["1.6", "2"], ids=["bird1.6", "bird2"])

@@ -1,4 +1,5 @@
-"""Shared parts of the reliability suite: the `--run-soak` switch and an in-process agent.
+"""Shared parts of the reliability suite: the `--run-soak` switch and an in-process agent
+(status objects, polling and the replayed BIRD pair: tests/plugins/agent.py).
 
 Soak tests (marker `soak`) run only with `--run-soak` (see `make soak`, which runs this directory;
 their duration comes from the environment, e.g. SOAK_SECONDS)."""
@@ -6,16 +7,16 @@ their duration comes from the environment, e.g. SOAK_SECONDS)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
+from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
-from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusSpec, NodeStatusClass, ObjectMeta
 from calico_nodestatus.datastore.base import Datastore
+from tests.faults.replay import ReplayServer
 
 NODE = "node-1"
 
@@ -37,27 +38,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def node_status(name: str, classes: list[str], period: int, node: str = NODE) -> CalicoNodeStatus:
-    return CalicoNodeStatus(
-        metadata=ObjectMeta(name=name),
-        spec=CalicoNodeStatusSpec(
-            node=node, classes=[NodeStatusClass(c) for c in classes], update_period_seconds=period
-        ),
-    )
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[Any]], within: float, what: str, interval: float = 0.05
-) -> Any:
-    """Polls until `probe` returns something truthy; fails naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"{what} not reached within {within}s (last: {last!r})")
+def replay_collector(bird: tuple[ReplayServer, ReplayServer]) -> Collector:
+    """The agent's BIRD collector reading the replayed pair (the `replayed_bird` fixture)."""
+    return bird_collector(str(bird[0].path), str(bird[1].path))
 
 
 @asynccontextmanager

@@ -25,8 +25,9 @@ from calico_nodestatus.bird.errors import BirdParseError
 from calico_nodestatus.collect.sections import MAX_TEXT_CHARS
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from tests.bird.transcripts import all_transcripts, parser_for
-from tests.faults.replay import Fault, huge_route_reply, replaying, transcript
-from tests.reliability.conftest import node_status, running_agent, wait_for
+from tests.faults.replay import Fault, ReplayServer, huge_route_reply, transcript
+from tests.plugins.agent import node_status, wait_for
+from tests.reliability.conftest import NODE, running_agent
 
 CORPUS: list[tuple[Callable[[list[str]], Any], bytes]] = [
     (parser, path.read_bytes())
@@ -110,18 +111,17 @@ def _strings(value: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("budget", [1024 * 1024, 8 * 1024])
-async def test_hostile_fields_never_reach_the_datastore(tmp_path: Path, budget: int) -> None:
+async def test_hostile_fields_never_reach_the_datastore(
+    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path, budget: int
+) -> None:
     """Terminal escapes and a 60,000-char interface name in BIRD's real `show route` reply: the
     real agent writes a sanitised object to a real embedded datastore, within the size budget."""
-    async with (
-        replaying(tmp_path / "bird.ctl") as bird,
-        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as bird6,
-        EmbeddedDatastore(tmp_path / "db.sqlite") as store,
-    ):
+    bird, bird6 = replayed_bird
+    async with EmbeddedDatastore(tmp_path / "db.sqlite") as store:
         bird.fault = bird6.fault = Fault.HOSTILE
         collector = bird_collector(str(bird.path), str(bird6.path), budget)
         async with running_agent(store, collector, size_budget_bytes=budget):
-            await store.create(node_status("hostile", ["Agent", "BGP", "Routes"], 60))
+            await store.create(node_status("hostile", NODE, ["Agent", "BGP", "Routes"], 60))
 
             async def filled() -> Any:
                 obj = await store.get("hostile")
@@ -140,20 +140,19 @@ async def test_hostile_fields_never_reach_the_datastore(tmp_path: Path, budget: 
     assert ROUTES_OMITTED_ANNOTATION not in obj.metadata.annotations
 
 
-async def test_huge_table_fits_the_budget(tmp_path: Path) -> None:
+async def test_huge_table_fits_the_budget(
+    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+) -> None:
     """A 5 MB table (real route lines repeated) against a 64 KiB budget: the object fits, the
     annotation counts every route left out (also those the collector never held), and the other
     classes are whole."""
     budget = 64 * 1024
-    async with (
-        replaying(tmp_path / "bird.ctl") as bird,
-        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as bird6,
-        EmbeddedDatastore(tmp_path / "db.sqlite") as store,
-    ):
+    bird, bird6 = replayed_bird
+    async with EmbeddedDatastore(tmp_path / "db.sqlite") as store:
         bird.fault, bird.huge_bytes = Fault.HUGE, 5 * 1024 * 1024
         collector = bird_collector(str(bird.path), str(bird6.path), budget)
         async with running_agent(store, collector, size_budget_bytes=budget):
-            await store.create(node_status("huge", ["Agent", "BGP", "Routes"], 60))
+            await store.create(node_status("huge", NODE, ["Agent", "BGP", "Routes"], 60))
 
             async def annotated() -> Any:
                 obj = await store.get("huge")

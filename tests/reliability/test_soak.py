@@ -11,7 +11,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ from typing import Any
 import pytest
 
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
-from tests.reliability.conftest import node_status
+from tests.plugins.agent import REPO, agent_argv, embedded_env, node_status
 
 pytestmark = [pytest.mark.soak, pytest.mark.lab]
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLE_SECONDS = 5.0
 
 
@@ -36,7 +34,7 @@ def _rss_bytes(pid: int) -> int:
 
 async def _create(db: Path, name: str, node: str) -> None:
     async with EmbeddedDatastore(db) as store:
-        await store.create(node_status(name, ["Agent", "BGP", "Routes"], 2, node=node))
+        await store.create(node_status(name, node, ["Agent", "BGP", "Routes"], 2))
 
 
 async def _filled(db: Path, name: str) -> bool:
@@ -53,16 +51,8 @@ def test_agent_rss_does_not_grow_over_bird_restarts(lab_factory: Any, tmp_path: 
     node = lab.node(1)
     db = tmp_path / "datastore.db"
     asyncio.run(_create(db, "soak", node.name))
-    argv = [
-        sys.executable, "-m", "calico_nodestatus", "--log-level", "warning", "agent",
-        "--node", node.name, "--bird-socket", str(node.socket_v4), "--bird6-socket", str(node.socket_v6),
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "DATASTORE_TYPE": "embedded",
-        "CALICO_NODESTATUS_DB": str(db),
-        "CALICO_NODESTATUS_METRICS_PORT": "0",
-    }
+    argv = agent_argv(node.name, node.socket_v4, node.socket_v6, log_level="warning")
+    env = {**os.environ, **embedded_env(db), "CALICO_NODESTATUS_METRICS_PORT": "0"}
     log = (tmp_path / "agent.log").open("wb")
     agent = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     samples: list[tuple[float, int]] = []

@@ -9,57 +9,27 @@ client certificate refused) is tested by the datastore suite: tests/datastore/te
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
-from tests.faults.replay import ReplayServer, replaying
+from tests.faults.replay import ReplayServer
+from tests.plugins.agent import agent_argv, agent_process, embedded_env, node_status, wait_for
 from tests.plugins.etcd import EtcdServer, free_port
-from tests.reliability.conftest import NODE, node_status, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.reliability.conftest import NODE
 
 
-@pytest.fixture
-async def bird(tmp_path: Path) -> AsyncIterator[tuple[ReplayServer, ReplayServer]]:
-    async with (
-        replaying(tmp_path / "bird.ctl") as v4,
-        replaying(tmp_path / "bird6.ctl", prefix="bird6__") as v6,
-    ):
-        yield v4, v6
-
-
-@asynccontextmanager
-async def agent_process(
+def _agent(
     bird: tuple[ReplayServer, ReplayServer], env: dict[str, str], log: Path, *options: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    argv = [
-        sys.executable, "-m", "calico_nodestatus", "--log-level", "debug", "agent", "--node", NODE,
-        "--bird-socket", str(bird[0].path), "--bird6-socket", str(bird[1].path), *options,
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            *argv, cwd=REPO, stdout=out, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **env}
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 5)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """The agent logging at debug level (the most it could ever leak) on the replayed BIRD pair."""
+    argv = agent_argv(NODE, bird[0].path, bird[1].path, *options, log_level="debug")
+    return agent_process(argv, env, log)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -71,12 +41,12 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 async def test_metrics_endpoint_binds_where_configured_and_serves_only_its_paths(
-    bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {"DATASTORE_TYPE": "embedded", "CALICO_NODESTATUS_DB": str(tmp_path / "db")}
+    env = embedded_env(tmp_path / "db")
     options = ("--metrics-host", "127.0.0.1", "--metrics-port", str(port))
-    async with agent_process(bird, env, tmp_path / "agent.log", *options):
+    async with _agent(replayed_bird, env, tmp_path / "agent.log", *options):
         base = f"http://127.0.0.1:{port}"
 
         async def serving() -> bool:
@@ -107,15 +77,15 @@ def _secret_lines(key_file: Path) -> list[str]:
 
 @pytest.mark.etcd
 async def test_etcd_client_key_never_logged(
-    bird: tuple[ReplayServer, ReplayServer], etcd_tls_server: EtcdServer, tmp_path: Path
+    replayed_bird: tuple[ReplayServer, ReplayServer], etcd_tls_server: EtcdServer, tmp_path: Path
 ) -> None:
     tls = etcd_tls_server.tls
     assert tls is not None
     env = etcd_tls_server.datastore_env() | {"CALICO_NODESTATUS_METRICS_PORT": "0"}
     async with open_datastore(DatastoreConfig.from_env(environ=env)) as store:
-        await store.create(node_status("tls", ["Agent", "BGP", "Routes"], 1))
+        await store.create(node_status("tls", NODE, ["Agent", "BGP", "Routes"], 1))
         try:
-            async with agent_process(bird, env, tmp_path / "ok.log"):
+            async with _agent(replayed_bird, env, tmp_path / "ok.log"):
 
                 async def filled() -> bool:
                     return bool((await store.get("tls")).status.routes.routes_v4)
@@ -126,10 +96,10 @@ async def test_etcd_client_key_never_logged(
     # Failing on purpose: a wrong endpoint (errors are logged with their details) and a key that
     # does not match the certificate (the TLS library's error path).
     broken = env | {"ETCD_ENDPOINTS": f"https://127.0.0.1:{free_port()}"}
-    async with agent_process(bird, broken, tmp_path / "unreachable.log"):
+    async with _agent(replayed_bird, broken, tmp_path / "unreachable.log"):
         await asyncio.sleep(3)
     mismatched = env | {"ETCD_CERT_FILE": str(tls.server_cert_file)}
-    async with agent_process(bird, mismatched, tmp_path / "mismatch.log"):
+    async with _agent(replayed_bird, mismatched, tmp_path / "mismatch.log"):
         await asyncio.sleep(3)
     secrets = _secret_lines(tls.key_file) + _secret_lines(tls.server_key_file)
     for log in ("ok.log", "unreachable.log", "mismatch.log"):

@@ -14,7 +14,8 @@ import pytest
 
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.health.statusfile import StatusFileWriter
-from tests.reliability.conftest import node_status
+from tests.plugins.agent import node_status
+from tests.reliability.conftest import NODE
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ def _mode(path: Path) -> int:
 async def test_embedded_database_is_private(tmp_path: Path, open_umask: None) -> None:
     db = tmp_path / "dir" / "datastore.db"
     async with EmbeddedDatastore(db) as store:
-        await store.create(node_status("private", ["Agent"], 0))
-        await store.renew_liveness("node-1", "test/1", 5)
+        await store.create(node_status("private", NODE, ["Agent"], 0))
+        await store.renew_liveness(NODE, "test/1", 5)
         files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
         assert db in files and len(files) >= 2, files  # the database and SQLite's WAL files
         for path in files:

@@ -1,15 +1,21 @@
 """The agent's orchestration: keep every CalicoNodeStatus of this node filled from BIRD.
 
-One loop owns all state (no locks): it applies watch updates, runs the objects that are due —
-with ONE BIRD collection per tick for the union of their classes — and writes status. Two side
-tasks feed it or run beside it: the watch (``watch.follow_node_objects``) and the liveness
-heartbeat (which also refreshes the status file).
+All tasks share one event loop, so state needs no locks. The collection loop applies watch
+updates and runs the objects that are due — ONE BIRD collection per tick for the union of their
+classes — and hands each object's desired status to the writer. Side tasks: the writer, the watch
+(``watch.follow_node_objects``) and the liveness heartbeat (which also refreshes the status file).
 
-Writes: only when the status content changed (``content.same_content``), with ``lastUpdated`` set
-then; through ``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the
-status and retries; a datastore failure keeps the latest status pending and retries it with
-backoff while collection goes on. The routes-omitted annotation is metadata, so it goes through
+Writes happen in the writer task, never on the collection loop, so a datastore that hangs or is
+locked does not slow collection. The writer holds at most one desired status per object — the
+latest replaces an unwritten older one, so nothing queues up during an outage. It writes only when
+the content changed (``content.same_content``), with ``lastUpdated`` set then; through
+``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the status and
+retries; a datastore failure keeps the status and retries it with backoff (with jitter), and a
+fresh collection is tried at once. The routes-omitted annotation is metadata, so it goes through
 ``update`` — only when its value changes, which is rare (a table crossing the budget).
+
+The first successful datastore operation after a failure wakes the watch out of its backoff, so
+spec changes made during an outage arrive right after recovery.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ Collector = Callable[[frozenset[NodeStatusClass]], Awaitable[CollectedSections]]
 CollectionObserver = Callable[[CollectedSections | None, datetime], None]
 
 WRITE_ATTEMPTS = 3
+# Renewing costs CPU on both ends (10 s: about half the idle CPU of 5 s); readers use the TTL stored
+# in the record (3 heartbeats), so any heartbeat stays correct.
+DEFAULT_HEARTBEAT_SECONDS = 10.0
 STOP_GRACE_SECONDS = 1.0
 
 
@@ -73,8 +82,8 @@ class AgentSettings:
     node: str
     holder: str  # who renews the liveness record: "<hostname>/<pid>"
     size_budget_bytes: int = DEFAULT_SIZE_BUDGET_BYTES
-    heartbeat_seconds: float = 5.0
-    liveness_ttl_seconds: float = 15.0
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    liveness_ttl_seconds: float = 3 * DEFAULT_HEARTBEAT_SECONDS
     datastore_timeout_seconds: float = 10.0
     collect_timeout_seconds: float = 30.0
     resync_seconds: float = 30.0
@@ -117,13 +126,21 @@ class AgentSnapshot:
     last_heartbeat_at: datetime | None = None  # the liveness heartbeat's last round
 
 
+@dataclass(frozen=True, slots=True)
+class _Desired:
+    """A built status waiting for the writer, for the spec it was collected for."""
+
+    status: CalicoNodeStatusStatus
+    truncated: Mapping[int, int]  # routes per family the collection already left out
+    spec: tuple[str, frozenset[NodeStatusClass], int]
+
+
 @dataclass(slots=True)
 class _Tracked:
     obj: CalicoNodeStatus  # the latest stored version this agent knows
-    pending: CalicoNodeStatusStatus | None = None  # built but not yet written (datastore trouble)
-    retry_at: float | None = None
+    desired: _Desired | None = None  # not yet written; a newer collection replaces it
+    retry_at: float | None = None  # after a datastore failure: when the writer tries again
     backoff: Backoff = field(default_factory=Backoff)
-    pending_truncated: dict[int, int] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)
     written_at: datetime | None = None
     refreshed_at: datetime | None = None
@@ -182,6 +199,8 @@ class NodeStatusAgent:
         self._datastore_ok = True
         self._datastore_reason = ""
         self._collect_backoff = Backoff()
+        self._writes_wanted = asyncio.Event()  # the writer has something to look at
+        self._datastore_back = asyncio.Event()  # set on the first success after a failure
         self._status_file = StatusFileWriter(settings.status_file) if settings.status_file else None
         self.ready = asyncio.Event()  # set once the first list has been applied
 
@@ -216,6 +235,7 @@ class NodeStatusAgent:
         log_event(log, logging.INFO, "agent_started", node=node, holder=self._settings.holder)
         tasks = [
             asyncio.create_task(self._main_loop(), name=f"agent-{node}"),
+            asyncio.create_task(self._writer(), name=f"writer-{node}"),
             asyncio.create_task(
                 follow_node_objects(
                     self._datastore,
@@ -224,6 +244,7 @@ class NodeStatusAgent:
                     timeout_seconds=self._settings.datastore_timeout_seconds,
                     resync_seconds=self._settings.resync_seconds,
                     on_datastore_state=self._set_datastore_state,
+                    wake=self._datastore_back,
                 ),
                 name=f"watch-{node}",
             ),
@@ -266,13 +287,8 @@ class NodeStatusAgent:
             await self._run_due()
 
     def _seconds_until_next(self) -> float | None:
-        deadlines = [t.retry_at for t in self._tracked.values() if t.retry_at is not None]
         scheduled = self._scheduler.next_deadline()
-        if scheduled is not None:
-            deadlines.append(scheduled)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - self._monotonic())
+        return None if scheduled is None else max(0.0, scheduled - self._monotonic())
 
     # ---- watch updates ------------------------------------------------------------------------
 
@@ -315,7 +331,7 @@ class NodeStatusAgent:
         spec_changed = _spec_key(obj) != _spec_key(tracked.obj)
         tracked.obj = obj
         if spec_changed:
-            tracked.pending = None
+            tracked.desired = None  # collected for the old spec
             tracked.retry_at = None
             self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
             log_event(
@@ -339,9 +355,6 @@ class NodeStatusAgent:
         due = [name for name in self._scheduler.due(now) if name in self._tracked]
         if due:
             await self._report(due, now)
-        for name, tracked in list(self._tracked.items()):
-            if tracked.pending is not None and tracked.retry_at is not None and tracked.retry_at <= now:
-                await self._write(name, tracked.pending, tracked.pending_truncated)
 
     async def _report(self, names: list[str], now: float) -> None:
         wanted = frozenset(cls for name in names for cls in self._tracked[name].obj.spec.classes)
@@ -360,7 +373,11 @@ class NodeStatusAgent:
             truncated = (
                 collected.routes_truncated if NodeStatusClass.ROUTES in tracked.obj.spec.classes else {}
             )
-            await self._write(name, build_status(collected, tracked.obj.spec.classes), truncated)
+            status = build_status(collected, tracked.obj.spec.classes)
+            # Latest wins; a fresh status is tried at once, even while an older one backs off.
+            tracked.desired = _Desired(status, dict(truncated), _spec_key(tracked.obj))
+            tracked.retry_at = None
+            self._writes_wanted.set()
 
     async def _collect(self, classes: frozenset[NodeStatusClass]) -> CollectedSections | None:
         if not classes:
@@ -393,7 +410,36 @@ class NodeStatusAgent:
             self._on_collection(collected, collected_at)
         return collected
 
-    # ---- writes -------------------------------------------------------------------------------
+    # ---- writes (the writer task) -------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            self._writes_wanted.clear()
+            now = self._monotonic()
+            ready = [
+                name
+                for name, tracked in self._tracked.items()
+                if tracked.desired is not None and (tracked.retry_at is None or tracked.retry_at <= now)
+            ]
+            for name in ready:
+                await self._write_latest(name)
+            if ready:
+                continue  # statuses collected meanwhile are looked at before waiting
+            retries = [t.retry_at for t in self._tracked.values() if t.desired is not None and t.retry_at]
+            timeout = max(0.0, min(retries) - now) if retries else None  # seconds from now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._writes_wanted.wait()
+
+    async def _write_latest(self, name: str) -> None:
+        tracked = self._tracked.get(name)
+        if tracked is None or tracked.desired is None:
+            return
+        desired, tracked.desired = tracked.desired, None
+        try:
+            await self._write(name, desired)
+        except (DatastoreError, OSError, TimeoutError) as exc:
+            self._write_failed(name, desired, exc)
 
     def _fit(
         self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus
@@ -406,29 +452,25 @@ class NodeStatusAgent:
             return desired, {}
         return _without_routes_beyond(desired, selection.keep_v4, selection.keep_v6), selection.omitted
 
-    async def _write(
-        self, name: str, desired: CalicoNodeStatusStatus, truncated: Mapping[int, int] | None = None
-    ) -> None:
-        """Writes ``desired`` if it differs from what is stored. ``truncated``: routes per family
-        the collection already left out; they count as omitted along with the budget's cuts."""
-        truncated = truncated or {}
+    async def _write(self, name: str, desired: _Desired) -> None:
+        """Writes ``desired`` if it differs from what is stored; datastore failures propagate.
+        Routes the collection already left out count as omitted along with the budget's cuts."""
         for _attempt in range(WRITE_ATTEMPTS):
+            # Looked up after every await: the collection loop may have dropped or replaced it.
             tracked = self._tracked.get(name)
-            if tracked is None:
-                return
+            if tracked is None or _spec_key(tracked.obj) != desired.spec:
+                return  # gone, or collected for a spec that is no longer current
             current = tracked.obj
-            fitted, cut = self._fit(current, keep_stable_times(desired, current.status))
+            fitted, cut = self._fit(current, keep_stable_times(desired.status, current.status))
             omitted = {
-                family: cut.get(family, 0) + truncated.get(number, 0)
+                family: cut.get(family, 0) + desired.truncated.get(number, 0)
                 for family, number in (("v4", 4), ("v6", 6))
             }
             annotation = annotation_value(omitted)
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
             annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation
             if status_same and annotation_same:
-                tracked.pending, tracked.retry_at = None, None
-                tracked.omitted = omitted if annotation else {}
-                tracked.refreshed_at = self._wall_clock()
+                self._written(tracked, omitted if annotation else {})
                 self._counters.writes_skipped_unchanged += 1
                 return
             try:
@@ -436,23 +478,20 @@ class NodeStatusAgent:
             except Conflict:
                 self._counters.write_conflicts += 1
                 log_event(log, logging.INFO, "write_conflict", name=name)
-                if not await self._catch_up(name):
-                    return
+                await self._catch_up(name)
                 continue
             except NotFound:
                 self._drop(name, "deleted (write found no object)")
                 return
-            except (DatastoreError, OSError, TimeoutError) as exc:
-                self._write_failed(tracked, name, desired, exc)
-                tracked.pending_truncated = dict(truncated)
-                return
-            tracked.obj, tracked.pending, tracked.retry_at = written, None, None
-            tracked.omitted = omitted if annotation else {}
-            tracked.backoff.reset()
-            self._counters.writes += 1
-            self._last_write_at = self._wall_clock()
-            tracked.written_at = tracked.refreshed_at = self._last_write_at
             self._set_datastore_state(True, "")
+            tracked = self._tracked.get(name)
+            if tracked is None:
+                return
+            if not _is_older(written, tracked.obj):  # a watch event may already hold a newer one
+                tracked.obj = written
+            self._written(tracked, omitted if annotation else {})
+            self._counters.writes += 1
+            self._last_write_at = tracked.written_at = tracked.refreshed_at
             log_event(
                 log,
                 logging.INFO,
@@ -463,6 +502,13 @@ class NodeStatusAgent:
             )
             return
         log_event(log, logging.WARNING, "write_gave_up", name=name, reason="conflicts")
+
+    def _written(self, tracked: _Tracked, omitted: dict[str, int]) -> None:
+        """The stored status is current (written, or found already so)."""
+        tracked.retry_at = None
+        tracked.omitted = omitted
+        tracked.backoff.reset()
+        tracked.refreshed_at = self._wall_clock()
 
     async def _store(
         self,
@@ -487,43 +533,39 @@ class NodeStatusAgent:
                 written = await self._datastore.update(written.model_copy(update={"metadata": metadata}))
         return written
 
-    async def _catch_up(self, name: str) -> bool:
-        """After a conflict: re-read the object. True when the write should be re-applied."""
+    async def _catch_up(self, name: str) -> None:
+        """After a conflict: re-read the object. A spec change makes the next attempt of ``_write``
+        stop (the status is re-collected for the new spec); datastore failures propagate."""
         try:
             async with asyncio.timeout(self._settings.datastore_timeout_seconds):
                 fresh = await self._datastore.get(name)
         except NotFound:
             self._drop(name, "deleted (found on conflict)")
-            return False
-        except (DatastoreError, OSError, TimeoutError) as exc:
-            tracked = self._tracked.get(name)
-            if tracked is not None and tracked.pending is None:
-                self._scheduler.retry_at(name, self._monotonic() + tracked.backoff.next_delay())
-            log_event(log, logging.WARNING, "catch_up_failed", name=name, error=str(exc) or repr(exc))
-            return False
+            return
         tracked = self._tracked.get(name)
         if tracked is None:
-            return False
-        before = _spec_key(tracked.obj)
+            return
         if fresh.spec.node != self._settings.node:
             self._drop(name, f"spec.node moved to {fresh.spec.node}")
-            return False
+            return
+        if _is_older(fresh, tracked.obj):
+            return
+        spec_changed = _spec_key(fresh) != _spec_key(tracked.obj)
         tracked.obj = fresh
-        if _spec_key(fresh) != before:
-            # The spec changed under us: re-collect for the new spec rather than write the old one.
+        if spec_changed:
             self._scheduler.track(name, fresh.spec.update_period_seconds, self._monotonic())
-            return False
-        return True
 
-    def _write_failed(
-        self, tracked: _Tracked, name: str, desired: CalicoNodeStatusStatus, exc: BaseException
-    ) -> None:
-        delay = tracked.backoff.next_delay()
-        tracked.pending = desired
-        tracked.retry_at = self._monotonic() + delay
+    def _write_failed(self, name: str, desired: _Desired, exc: BaseException) -> None:
         self._counters.write_errors += 1
         reason = str(exc) or type(exc).__name__
         self._set_datastore_state(False, reason)
+        tracked = self._tracked.get(name)
+        if tracked is None:
+            return
+        if tracked.desired is None:  # no newer collection arrived meanwhile: keep this one
+            tracked.desired = desired
+        delay = tracked.backoff.next_delay()
+        tracked.retry_at = self._monotonic() + delay
         log_event(log, logging.WARNING, "write_failed", name=name, error=reason, retry_in=f"{delay:.2f}s")
 
     # ---- liveness, health ---------------------------------------------------------------------
@@ -541,6 +583,7 @@ class NodeStatusAgent:
                 self._set_datastore_state(False, reason)
                 log_event(log, logging.WARNING, "liveness_renew_failed", node=settings.node, error=reason)
             else:
+                self._set_datastore_state(True, "")
                 log_event(log, logging.DEBUG, "liveness_renewed", node=settings.node)
             self._write_component("agent", ready=True, reason="")
             self._last_heartbeat_at = self._wall_clock()
@@ -562,6 +605,8 @@ class NodeStatusAgent:
 
     def _set_datastore_state(self, ok: bool, reason: str) -> None:
         changed = (ok, reason) != (self._datastore_ok, self._datastore_reason)
+        if ok and not self._datastore_ok:
+            self._datastore_back.set()  # the watch may be backing off: retry now
         self._datastore_ok, self._datastore_reason = ok, reason
         if changed:
             self._write_component("datastore", ready=ok, reason=reason)

@@ -3,7 +3,8 @@
 Delivers a ``Resync`` with the full set after every (re-)list, then each ``WatchEvent`` in order.
 A dropped stream is resumed from the last event's revision, so no event is missed; when that
 revision is gone (``WatchExpired``) the objects are listed again. Datastore errors back off with
-jitter; the loop only ends when cancelled.
+jitter; setting ``wake`` (the caller saw the datastore work again) ends the backoff at once, so
+changes made during an outage arrive right after it. The loop only ends when cancelled.
 
 Every ``resync_seconds`` the objects are listed again anyway (the informer pattern): a backend whose
 node-filtered watch does not report an object moving to another node, or that lost an event, is
@@ -50,6 +51,7 @@ async def follow_node_objects(
     resync_seconds: float = 30.0,
     backoff: Backoff | None = None,
     on_datastore_state: Callable[[bool, str], None] = lambda ok, reason: None,
+    wake: asyncio.Event | None = None,
 ) -> None:
     backoff = backoff or Backoff()
     revision: str | None = None
@@ -85,4 +87,18 @@ async def follow_node_objects(
             reason = str(exc) or type(exc).__name__
             on_datastore_state(False, reason)
             log_event(log, logging.WARNING, "watch_failed", node=node, error=reason, retry_in=f"{delay:.2f}s")
-            await asyncio.sleep(delay)
+            if await _backed_off(delay, wake):
+                backoff.reset()
+                log_event(log, logging.INFO, "watch_woken", node=node, reason="datastore back")
+
+
+async def _backed_off(delay: float, wake: asyncio.Event | None) -> bool:
+    """Sleeps ``delay`` seconds or until ``wake`` is set; True when woken."""
+    if wake is None:
+        await asyncio.sleep(delay)
+        return False
+    wake.clear()  # only a success after this failure counts
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
+    return wake.is_set()

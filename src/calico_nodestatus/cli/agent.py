@@ -23,7 +23,12 @@ from prometheus_client import CollectorRegistry
 
 from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, MIN_SIZE_BUDGET_BYTES
 from calico_nodestatus.agent.content import CollectedSections
-from calico_nodestatus.agent.runner import AgentSettings, AgentSnapshot, NodeStatusAgent
+from calico_nodestatus.agent.runner import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    AgentSettings,
+    AgentSnapshot,
+    NodeStatusAgent,
+)
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.store import datastore_config
@@ -137,9 +142,10 @@ def _metrics_server(registry: CollectorRegistry, host: str, port: int) -> Metric
 @click.option(
     "--heartbeat-seconds",
     type=click.FloatRange(min=0.1, max=3600),
-    default=5.0,
+    default=DEFAULT_HEARTBEAT_SECONDS,
     show_default=True,
-    help="How often the liveness record is renewed; it expires after 3 missed heartbeats.",
+    help="How often the liveness record is renewed; it expires after 3 missed heartbeats "
+    "(readers use the TTL stored in the record).",
 )
 @click.option(
     "--resync-seconds",

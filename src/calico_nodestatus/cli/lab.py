@@ -160,7 +160,7 @@ def bird() -> None:
 
 
 def _bird_command(action: str) -> None:
-    @bird.command(action)
+    @bird.command(action, help=f"{action.capitalize()} NODE's BIRD daemon(s).")
     @_name_option
     @click.argument("node")
     @click.option(
@@ -183,8 +183,6 @@ def _bird_command(action: str) -> None:
             lab.bird_restart(node, _family(family), sig=sig, graceful=graceful)
         click.echo(f"{lab.node(node).name}: bird {action} done")
 
-    command.__doc__ = f"{action.capitalize()} NODE's BIRD daemon(s)."
-
 
 for _action in ("stop", "start", "restart"):
     _bird_command(_action)
@@ -195,36 +193,33 @@ def link() -> None:
     """Take a node's eth0 down or up."""
 
 
-@link.command("down")
-@_name_option
-@click.argument("node")
-def link_down(lab_name: str, node: str) -> None:
-    Lab.open(lab_name).link_down(node)
+def _link_command(state: str) -> None:
+    @link.command(state, help=f"Take NODE's eth0 {state}.")
+    @_name_option
+    @click.argument("node")
+    def command(lab_name: str, node: str) -> None:
+        lab = Lab.open(lab_name)
+        (lab.link_up if state == "up" else lab.link_down)(node)
 
 
-@link.command("up")
-@_name_option
-@click.argument("node")
-def link_up(lab_name: str, node: str) -> None:
-    Lab.open(lab_name).link_up(node)
+for _state in ("down", "up"):
+    _link_command(_state)
 
 
-@lab_group.command("block-bgp")
-@_name_option
-@click.argument("node")
-@click.argument("peer")
-def block_bgp(lab_name: str, node: str, peer: str) -> None:
-    """Drop TCP 179 between NODE and PEER (a node or an IP) with nftables inside NODE."""
-    Lab.open(lab_name).block_bgp(node, peer)
+def _bgp_block_command(name: str, blocked: bool, help_: str) -> None:
+    @lab_group.command(name, help=help_)
+    @_name_option
+    @click.argument("node")
+    @click.argument("peer")
+    def command(lab_name: str, node: str, peer: str) -> None:
+        lab = Lab.open(lab_name)
+        (lab.block_bgp if blocked else lab.unblock_bgp)(node, peer)
 
 
-@lab_group.command("unblock-bgp")
-@_name_option
-@click.argument("node")
-@click.argument("peer")
-def unblock_bgp(lab_name: str, node: str, peer: str) -> None:
-    """Undo block-bgp."""
-    Lab.open(lab_name).unblock_bgp(node, peer)
+_bgp_block_command(
+    "block-bgp", True, "Drop TCP 179 between NODE and PEER (a node or an IP) with nftables inside NODE."
+)
+_bgp_block_command("unblock-bgp", False, "Undo block-bgp.")
 
 
 @lab_group.command("routes")

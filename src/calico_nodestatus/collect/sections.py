@@ -271,7 +271,8 @@ class RouteAccumulator:
     parser's tuples, and API objects are only built for the routes that go into status.
 
     Which held routes are reported: with `byte_budget`, those whose compact JSON fits in that
-    many bytes, FIB before RIB and IPv4 before IPv6 within a type (the agent's size budget);
+    many bytes, FIB before RIB, the two families sharing each type's room fairly (the agent's
+    size budget);
     else with `limit_per_type` every held route; otherwise at most `limit` per family, FIB
     first. Always in BIRD's order. `limit=None` keeps everything."""
 
@@ -364,15 +365,28 @@ class RouteAccumulator:
         remaining = budget
         keep: tuple[list[bool], list[bool]] = ([False] * len(self._held[0]), [False] * len(self._held[1]))
         for want_fib in (True, False):
-            for ipv6, held in enumerate(self._held):
-                for index, route in enumerate(held):
-                    if remaining < MIN_ROUTE_WIRE_BYTES:
+            # The families share each type's room max-min fairly: the one needing less goes
+            # first and takes at most an even share, so a flood of IPv4 routes cannot push out
+            # a handful of IPv6 ones (and the other way round).
+            wanted = [
+                [
+                    (index, cost)
+                    for index, route in enumerate(held)
+                    if _is_fib(route) is want_fib
+                    for cost in (route_wire_bytes(route),)
+                ]
+                for held in self._held
+            ]
+            order = sorted((0, 1), key=lambda ipv6: sum(cost for _, cost in wanted[ipv6]))
+            for families_left, ipv6 in zip((2, 1), order, strict=True):
+                allowance = remaining // families_left
+                for index, cost in wanted[ipv6]:
+                    if allowance < MIN_ROUTE_WIRE_BYTES:
                         break
-                    if _is_fib(route) is want_fib:
-                        cost = route_wire_bytes(route)
-                        if cost <= remaining:
-                            keep[ipv6][index] = True
-                            remaining -= cost
+                    if cost <= allowance:
+                        keep[ipv6][index] = True
+                        allowance -= cost
+                        remaining -= cost
         v4, v6 = (
             [api_route(route) for route, kept in zip(held, flags, strict=True) if kept]
             for held, flags in zip(self._held, keep, strict=True)

@@ -3,8 +3,12 @@
 - WAL journal, so readers never wait for a writer; every write is a short ``BEGIN IMMEDIATE``
   transaction, so compare-and-swap is atomic across processes.
 - One global revision counter; each write appends to an event log that ``watch`` tails. A watcher
-  polls ``PRAGMA data_version`` (changes only when another connection commits) and reads the log
-  only after a change, so idle polling costs no table reads.
+  polls ``PRAGMA data_version`` (changes only when another connection commits); after a change it
+  reads the head revision (one row) and reads the log only when that moved. So idle polling costs
+  no table reads, and other agents' liveness renewals (commits that add no event) cost one row.
+- A new file is switched to WAL and given its schema by whichever process gets there first; the
+  switch needs the file to itself, so a process that finds it busy retries within ``busy_timeout``.
+- Missing directories above the file are created 0700, the file 0600.
 - Each event records the object's node before and after the change, so a node-filtered watch
   sees an object moving away as DELETED and one moving in as ADDED.
 - The log is bounded (by count and age); a watch older than the retained log gets WatchExpired.
@@ -47,6 +51,7 @@ from calico_nodestatus.datastore.rules import (
     prepare_create,
     with_resource_version,
 )
+from calico_nodestatus.privatedirs import make_private_dirs
 
 T = TypeVar("T")
 
@@ -86,6 +91,7 @@ WATCH_POLL_INTERVAL_S = 0.05  # while events are flowing (and for WATCH_HOT_SECO
 WATCH_IDLE_POLL_INTERVAL_S = 0.5
 WATCH_HOT_SECONDS = 1.0
 WATCH_BATCH = 256
+WAL_SWITCH_RETRY_S = 0.02
 
 
 def _encode(obj: CalicoNodeStatus) -> str:
@@ -118,8 +124,7 @@ class EmbeddedDatastore(Datastore):
     # -- connection and transactions (worker-thread side) -------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         if not self.path.exists():
             # Create the file ourselves so it never exists with default (world-readable) permissions.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -127,7 +132,7 @@ class EmbeddedDatastore(Datastore):
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 self._create_schema(conn)
@@ -135,6 +140,23 @@ class EmbeddedDatastore(Datastore):
             conn.close()
             raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switches a new file to WAL (the mode is stored in the file, so this happens once).
+        SQLite answers "database is locked" at once, without its busy handler, when another
+        connection is in the file during the switch: two processes opening a new file together
+        hit that, so it is retried here for up to ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if ("locked" not in str(error) and "busy" not in str(error)) or time.monotonic() > deadline:
+                    raise
+            time.sleep(WAL_SWITCH_RETRY_S)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         # The version is read again under the write lock: processes opening a new file at the same
@@ -322,6 +344,12 @@ class EmbeddedDatastore(Datastore):
                 # only reading the log after a commit goes through a worker thread.
                 data_version = self._data_version(conn, in_use)
                 rows: list[tuple[int, str, str, str | None, str | None]] = []
+                if (
+                    data_version != seen_data_version
+                    and seen_data_version is not None
+                    and self._head_revision(conn, in_use) == after
+                ):
+                    seen_data_version = data_version  # a commit without events (liveness)
                 if data_version != seen_data_version:
                     rows = await asyncio.to_thread(self._poll_events, conn, in_use, after, node)
                     # A full batch means more may be waiting: forget the version so the next poll reads on.
@@ -344,7 +372,10 @@ class EmbeddedDatastore(Datastore):
                 with in_use:
                     conn.close()
 
-            await asyncio.to_thread(close)
+            # Not awaited: a generator that awaits while closing is still "running", and an
+            # event loop shutting down meanwhile fails to aclose() it. The default executor is
+            # drained when the loop shuts down, so the connection is closed all the same.
+            asyncio.get_running_loop().run_in_executor(None, close)
 
     def _watch_connection(self) -> sqlite3.Connection:
         try:
@@ -357,6 +388,14 @@ class EmbeddedDatastore(Datastore):
         with in_use:
             try:
                 return int(conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error as error:
+                raise self._unavailable(error) from error
+
+    def _head_revision(self, conn: sqlite3.Connection, in_use: threading.Lock) -> int:
+        """The newest revision (one row; runs on the loop like the version check)."""
+        with in_use:
+            try:
+                return int(conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
             except sqlite3.Error as error:
                 raise self._unavailable(error) from error
 

@@ -6,7 +6,8 @@
   transactions on mod_revision. etcd has no status subresource, so both updates read the stored
   object and write it back merged (spec kept on status writes, status kept on spec writes).
 - Liveness records are keys under ``/calico/nodestatus/v1/liveness/`` attached to a lease: when the
-  agent stops renewing, etcd deletes them.
+  agent stops renewing, etcd deletes them. Renewals go over ONE ``LeaseKeepAlive`` stream kept
+  open (opening a stream per renewal was the largest share of an idle agent's CPU).
 
 Per-node index (why: etcd cannot filter a watch by a value's field, so with every agent watching
 every object each status write reached every agent — N² traffic that broke a 1,000-node fleet;
@@ -196,6 +197,9 @@ class EtcdDatastore(Datastore):
         self._retired: dict[_Connection, asyncio.Task[None]] = {}  # closing after a grace period
         self._credentials: grpc.ChannelCredentials | None = None
         self._leases: dict[str, tuple[int, int]] = {}  # node -> (lease id, lease TTL) this process holds
+        # The open keepalive stream and the channel it runs on (renewals take turns on it).
+        self._keepalive: tuple[_Connection, Any] | None = None
+        self._keepalive_turn = asyncio.Lock()
 
     @property
     def endpoint(self) -> str:
@@ -534,16 +538,39 @@ class EtcdDatastore(Datastore):
             return None
         request = rpc.LeaseKeepAliveRequest(ID=held[0])
 
-        async def once(connection: _Connection) -> int:
-            call = connection.lease.LeaseKeepAlive(iter([request]), timeout=self._request_timeout)
-            try:
-                async for reply in call:
-                    return int(reply.TTL)
+        async def renew(connection: _Connection) -> int:
+            async with self._keepalive_turn:
+                # A stream the server ended (EOF) is replaced once, on the same channel.
+                for _attempt in range(2):
+                    kept = self._keepalive
+                    if kept is None or kept[0] is not connection or kept[1].done():
+                        self._close_keepalive()
+                        # No deadline on the stream itself (it lives on); each renewal has one below.
+                        kept = self._keepalive = (connection, connection.lease.LeaseKeepAlive())
+                    try:
+                        async with asyncio.timeout(self._request_timeout):
+                            await kept[1].write(request)
+                            reply = await kept[1].read()
+                    except BaseException:
+                        self._close_keepalive()  # its position is unknown: the next renewal opens a new one
+                        raise
+                    if reply is not grpc.aio.EOF:
+                        return int(reply.TTL)
+                    self._close_keepalive()
                 return 0
-            finally:
-                call.cancel()
 
-        return held[0] if await self._call(once) > 0 else None
+        try:
+            ttl = await self._call(renew)
+        except TimeoutError as error:
+            raise Unavailable(
+                f"etcd at {self.endpoint} did not renew the lease within {self._request_timeout:g}s"
+            ) from error
+        return held[0] if ttl > 0 else None
+
+    def _close_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive[1].cancel()
+            self._keepalive = None
 
     async def _revoke(self, lease_id: int) -> None:
         request = rpc.LeaseRevokeRequest(ID=lease_id)
@@ -576,6 +603,7 @@ class EtcdDatastore(Datastore):
         return [record for kv in kvs if (record := _liveness_record(kv)) is not None]
 
     async def close(self) -> None:
+        self._close_keepalive()
         connection, self._connection = self._connection, None
         retired, self._retired = dict(self._retired), {}
         for closing in retired.values():

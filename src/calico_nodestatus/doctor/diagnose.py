@@ -8,6 +8,7 @@ that routes to the failing peers and the configured autodetection method), `dupl
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
 from collections.abc import Iterable, Sequence
@@ -65,26 +66,36 @@ def check_daemons(daemons: Iterable[DaemonEvidence]) -> list[Check]:
 
 
 def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
-    subject = f"IPv{daemon.family}"
     label = "BIRD" if daemon.family == 4 else "BIRD6"
     status = daemon.status
+
+    def result(
+        verdict: Verdict,
+        summary: str,
+        evidence: list[str],
+        remedy: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> Check:
+        return Check(
+            check="bird-socket",
+            subject=f"IPv{daemon.family}",
+            verdict=verdict,
+            summary=summary,
+            evidence=evidence,
+            remedy=remedy,
+            details=details or {},
+        )
+
     if status is None and daemon.unavailable:
         tried = [f"{path}: {error}" for path, error in daemon.unavailable]
         if daemon.missing and optional and not daemon.explicit:
-            return Check(
-                check="bird-socket",
-                subject=subject,
-                verdict=Verdict.OK,
-                summary=f"no IPv{daemon.family} BIRD on this node (no control socket exists)",
-                evidence=tried,
-            )
+            summary = f"no IPv{daemon.family} BIRD on this node (no control socket exists)"
+            return result(Verdict.OK, summary, tried)
         cause = "socket missing" if daemon.missing else "socket not answering"
-        return Check(
-            check="bird-socket",
-            subject=subject,
-            verdict=Verdict.FAIL,
-            summary=f"{label} is not running ({cause})",
-            evidence=tried,
+        return result(
+            Verdict.FAIL,
+            f"{label} is not running ({cause})",
+            tried,
             remedy=(
                 f"start {label.lower()} (in calico-node: `sv status {label.lower()}` and the container log "
                 "say why it stopped); if it runs elsewhere, point --bird-socket/--bird6-socket at its "
@@ -92,12 +103,10 @@ def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
             ),
         )
     if status is None:
-        return Check(
-            check="bird-socket",
-            subject=subject,
-            verdict=Verdict.FAIL,
-            summary=f"{label} at {daemon.socket} did not answer 'show status'",
-            evidence=list(daemon.errors),
+        return result(
+            Verdict.FAIL,
+            f"{label} at {daemon.socket} did not answer 'show status'",
+            list(daemon.errors),
             remedy=f"{label} is wedged or overloaded: check its log and CPU; restart it if it stays so",
         )
     shared = f" (one BIRD 2 daemon serves IPv{daemon.shared_with} too)" if daemon.shared_with else ""
@@ -107,7 +116,7 @@ def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
         f"last reboot {status.last_reboot or '?'}, last reconfiguration {status.last_reconfiguration or '?'}",
         f"status: {status.message}",
     ]
-    details = {
+    details: dict[str, object] = {
         "socket": daemon.socket,
         "version": status.version,
         "routerID": status.router_id,
@@ -119,12 +128,10 @@ def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
             f"{gr.message}: waiting for {gr.waiting_for if gr.waiting_for is not None else '?'}, "
             f"wait timer {gr.wait_timer or '?'}"
         )
-        return Check(
-            check="bird-socket",
-            subject=subject,
-            verdict=Verdict.WARN,
-            summary=f"{label} is in graceful restart recovery",
-            evidence=facts,
+        return result(
+            Verdict.WARN,
+            f"{label} is in graceful restart recovery",
+            facts,
             remedy=(
                 "nothing to do if peers re-establish: recovery ends when they do or when the wait timer "
                 "expires; calico-node's readiness fails meanwhile"
@@ -132,21 +139,17 @@ def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
             details=details,
         )
     if daemon.errors or not status.is_up:
-        return Check(
-            check="bird-socket",
-            subject=subject,
-            verdict=Verdict.WARN,
-            summary=f"{label} answers but is not simply up: {status.message}",
-            evidence=facts + list(daemon.errors),
+        return result(
+            Verdict.WARN,
+            f"{label} answers but is not simply up: {status.message}",
+            facts + list(daemon.errors),
             remedy="re-run in a few seconds; a reconfiguration or shutdown in progress ends by itself",
             details=details,
         )
-    return Check(
-        check="bird-socket",
-        subject=subject,
-        verdict=Verdict.OK,
-        summary=f"{label} {status.version or '?'} is up, router ID {status.router_id or '?'}",
-        evidence=facts,
+    return result(
+        Verdict.OK,
+        f"{label} {status.version or '?'} is up, router ID {status.router_id or '?'}",
+        facts,
         details=details,
     )
 
@@ -563,18 +566,15 @@ def check_duplicates(evidence: Evidence) -> Check:
 
 
 def check_datastore(node: str, store: DatastoreEvidence) -> Check:
+    result = functools.partial(Check, check="datastore", subject=node)
     if not store.configured:
-        return Check(
-            check="datastore",
-            subject=node,
+        return result(
             verdict=Verdict.WARN,
             summary=f"no datastore configured ({store.description}): agent liveness not checked",
             remedy="set DATASTORE_TYPE and its settings (or --db) to check the agent and other nodes too",
         )
     if store.error is not None:
-        return Check(
-            check="datastore",
-            subject=node,
+        return result(
             verdict=Verdict.WARN,
             summary=f"datastore {store.description} is not reachable",
             evidence=[store.error],
@@ -582,18 +582,14 @@ def check_datastore(node: str, store: DatastoreEvidence) -> Check:
         )
     record = store.liveness
     if record is None:
-        return Check(
-            check="datastore",
-            subject=node,
+        return result(
             verdict=Verdict.WARN,
             summary=f"datastore reachable, but no fresh liveness record for node {node}",
             evidence=[f"datastore {store.description}", f"{len(store.statuses)} CalicoNodeStatus objects"],
             remedy=f"start (or restart) `calico-nodestatus agent` for node {node}; check its log",
         )
     age = (store.now - record.renewed_at).total_seconds()
-    return Check(
-        check="datastore",
-        subject=node,
+    return result(
         verdict=Verdict.OK,
         summary=f"datastore reachable; agent liveness renewed {age:.0f}s ago (TTL {record.ttl_seconds:g}s)",
         evidence=[f"datastore {store.description}", f"holder {record.holder}"],

@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from pydantic.alias_generators import to_camel
 
 from calico_nodestatus.health.result import CheckResult
+from calico_nodestatus.privatedirs import make_private_dirs
 
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
-DIR_MODE = 0o700
 
 
 class StatusFileError(Exception):
@@ -74,9 +74,9 @@ class StatusReport(_Model):
 
 
 def write_status_file(path: Path, report: StatusReport) -> None:
-    """Replaces ``path`` with ``report`` atomically (mode 0600; a missing directory is made 0700)."""
+    """Replaces ``path`` with ``report`` atomically (mode 0600; missing directories are made 0700)."""
     directory = path.parent
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    make_private_dirs(directory)
     data = report.to_json().encode()
     # mkstemp creates the file 0600 and with a unique name, so concurrent writers never share one.
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")

@@ -31,6 +31,15 @@ class MetricType(enum.StrEnum):
     INFO = "info"  # exposed as a gauge fixed at 1, data in labels
 
 
+def _series_names(name: str, type_: MetricType) -> tuple[str, ...]:
+    """Every sample name a scrape can contain for a family of this name and type."""
+    if type_ is MetricType.HISTOGRAM:
+        return (f"{name}_bucket", f"{name}_sum", f"{name}_count")
+    if type_ is MetricType.SUMMARY:
+        return (name, f"{name}_sum", f"{name}_count")
+    return (name,)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
     """One metric family. ``name`` is the exposed family name (counters include ``_total``)."""
@@ -42,12 +51,7 @@ class MetricSpec:
     per_peer: bool = False  # subject to the cardinality rule (explicit peers only unless opted in)
 
     def series_names(self) -> tuple[str, ...]:
-        """Every sample name a scrape can contain for this family."""
-        if self.type is MetricType.HISTOGRAM:
-            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
-        if self.type is MetricType.SUMMARY:
-            return (self.name, f"{self.name}_sum", f"{self.name}_count")
-        return (self.name,)
+        return _series_names(self.name, self.type)
 
 
 _FAMILY = ("node", "ip_version")
@@ -197,9 +201,7 @@ class FelixMetric:
     removed_upstream: bool = False
 
     def series_names(self) -> tuple[str, ...]:
-        if self.type is MetricType.SUMMARY:
-            return (self.name, f"{self.name}_sum", f"{self.name}_count")
-        return (self.name,)
+        return _series_names(self.name, self.type)
 
 
 _G, _C, _S = MetricType.GAUGE, MetricType.COUNTER, MetricType.SUMMARY
