@@ -46,7 +46,8 @@ from benchlib import (
 )
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.lab import Lab
 from scrape import scrape
 

@@ -17,7 +17,8 @@ import pytest
 
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.datastore.base import Datastore
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.factory import open_datastore
 from tests.plugins.agent import agent_argv, embedded_env, node_status, wait_for  # noqa: F401 - the suite imports them here
 from tests.plugins.lab import built_lab
 

@@ -23,8 +23,9 @@ from click.testing import CliRunner, Result
 
 from calico_nodestatus.cli.main import cli
 from calico_nodestatus.datastore.base import Datastore
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import RESOURCE_PREFIX
+from calico_nodestatus.datastore.factory import open_datastore
 from tests.plugins.etcd import CALICO_PREFIX, EtcdServer
 
 MANIFESTS = Path(__file__).parent.parent / "fixtures" / "manifests"

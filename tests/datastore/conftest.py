@@ -17,8 +17,9 @@ import pytest
 
 from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.datastore.base import Datastore
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
+from calico_nodestatus.datastore.factory import open_datastore
 from tests.plugins.etcd import EtcdServer
 
 

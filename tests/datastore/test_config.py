@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigError, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigError
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.datastore.etcd import EtcdDatastore
+from calico_nodestatus.datastore.factory import open_datastore
 
 
 def test_defaults_to_embedded_under_xdg_data_home(tmp_path: Path) -> None:

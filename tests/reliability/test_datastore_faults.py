@@ -24,8 +24,9 @@ import pytest
 from calico_nodestatus.agent.runner import NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
+from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.health.statusfile import read_status_file
 from tests.faults.replay import Fault, ReplayServer
 from tests.faults.tcp_relay import TcpRelay, tcp_relay

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.factory import open_datastore
 from tests.faults.replay import ReplayServer
 from tests.plugins.agent import agent_argv, agent_process, embedded_env, node_status, wait_for
 from tests.plugins.etcd import EtcdServer, free_port

@@ -32,7 +32,7 @@ from calico_nodestatus.agent.runner import (
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.store import datastore_config
-from calico_nodestatus.datastore.config import open_datastore
+from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.metrics.catalogue import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
 from calico_nodestatus.metrics.exporter import ExporterOptions, MetricsServer, build_registry
 from calico_nodestatus.metrics.state import AgentView, MetricsState, ObjectView

@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.datastore.base import Datastore, DatastoreError
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.factory import open_datastore
 
 T = TypeVar("T")
 DATASTORE_LOGGER = "calico_nodestatus.datastore"

@@ -16,7 +16,8 @@ from calico_nodestatus.datastore.base import (
     WatchEvent,
     WatchExpired,
 )
-from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigError, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigError
+from calico_nodestatus.datastore.factory import open_datastore
 
 __all__ = [
     "AlreadyExists",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
-from calico_nodestatus.datastore.base import Datastore, DatastoreError
+from calico_nodestatus.datastore.base import DatastoreError
 
 DatastoreType = Literal["embedded", "etcdv3", "kubernetes"]
 DATASTORE_TYPES: tuple[DatastoreType, ...] = ("embedded", "etcdv3", "kubernetes")
@@ -132,18 +132,3 @@ class DatastoreConfig:
         if "db_path" not in kwargs:
             kwargs["db_path"] = default_db_path(env)
         return cls(**kwargs)  # type: ignore[arg-type]
-
-
-def open_datastore(config: DatastoreConfig) -> Datastore:
-    """The backend `config` selects; nothing is connected until the first call."""
-    if config.type == "etcdv3":
-        from calico_nodestatus.datastore.etcd import EtcdDatastore
-
-        return EtcdDatastore(config)
-    if config.type == "kubernetes":
-        from calico_nodestatus.datastore.kubernetes import KubernetesDatastore
-
-        return KubernetesDatastore(config)
-    from calico_nodestatus.datastore.embedded import EmbeddedDatastore
-
-    return EmbeddedDatastore(config.db_path)

@@ -19,7 +19,8 @@ from calico_nodestatus.bird.errors import BirdUnavailable
 from calico_nodestatus.bird.names import decode_peer_name
 from calico_nodestatus.collect.gather import BirdSockets, CollectionResult, gather
 from calico_nodestatus.datastore.base import DatastoreError
-from calico_nodestatus.datastore.config import DatastoreConfig, open_datastore
+from calico_nodestatus.datastore.config import DatastoreConfig
+from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.doctor.model import (
     BGP_PORT,
     AddressEvidence,
