@@ -308,6 +308,14 @@ def test_cli_round_trip(lab_name_factory: Callable[[], str]) -> None:
     assert status["nodes"][0]["daemons"][0]["sessions_v4"] == {"Mesh_198_18_0_2": "Established"}
     assert "198.18.0.1/24" in cli("exec", "--name", name, "1", "--", "ip", "-br", "addr").stdout
     assert cli("exec", "--name", name, "1", "--", "false", check=False).returncode == 1
+    # A node name carries its lab, and `lab exec` hands the node's sockets to the product's
+    # commands, so the demo's hints work as printed: no --name, no --bird-socket.
+    node_status = cli("exec", f"{name}-node-1", "--", *CLI, "node", "status", check=False)
+    assert node_status.returncode == 0, node_status.stderr
+    assert "198.18.0.2" in node_status.stdout and "Established" in node_status.stdout
+    cli("bird", "stop", f"{name}-node-2")
+    assert "NOT RUNNING" in cli("status", "--name", name).stdout
+    cli("bird", "start", f"{name}-node-2")
     cli("bird", "stop", "--name", name, "2")
     assert "NOT RUNNING" in cli("status", "--name", name).stdout
     bad = cli("routes", "--name", name, "7", "--count", "5", check=False)

@@ -36,6 +36,9 @@ from calico_nodestatus.bird.types import DaemonStatus, Protocol, ProtocolDetails
 # Calico's sockets: the calico-node container's first, then a host-installed BIRD's.
 CALICO_SOCKETS_V4 = ("/var/run/calico/bird.ctl", "/var/run/bird/bird.ctl")
 CALICO_SOCKETS_V6 = ("/var/run/calico/bird6.ctl", "/var/run/bird/bird6.ctl")
+# Explicit socket overrides from the environment (`lab exec` sets them for a lab node).
+SOCKET_ENV_V4 = "CALICO_NODESTATUS_BIRD_SOCKET"
+SOCKET_ENV_V6 = "CALICO_NODESTATUS_BIRD6_SOCKET"
 
 DEFAULT_READ_TIMEOUT = 2.0  # seconds per read, as Calico
 DEFAULT_DEADLINE = 30.0  # seconds per command, which Calico lacks

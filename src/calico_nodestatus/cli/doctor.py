@@ -10,12 +10,12 @@ import sys
 import click
 
 from calico_nodestatus.cli.context import CliContext
+from calico_nodestatus.cli.options import bird_socket_options
 from calico_nodestatus.cli.store import datastore_config
 from calico_nodestatus.datastore.base import DatastoreError
 from calico_nodestatus.doctor import DoctorOptions, Report, Verdict, diagnose, gather_evidence
 from calico_nodestatus.doctor.evidence import DEFAULT_CONNECT_TIMEOUT
 from calico_nodestatus.health.autodetect import METHOD_SYNTAX, AutodetectError, parse_method
-from calico_nodestatus.lab import ENV_BIRD6_SOCKET, ENV_BIRD_SOCKET
 
 _MARKS = {Verdict.OK: "ok  ", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL"}
 
@@ -37,8 +37,7 @@ def render_text(report: Report) -> str:
 
 @click.command("doctor")
 @click.option("--node", envvar="NODENAME", help="This node's name (env NODENAME; default: the hostname).")
-@click.option("--bird-socket", envvar=ENV_BIRD_SOCKET, help="IPv4 BIRD control socket (default: Calico's).")
-@click.option("--bird6-socket", envvar=ENV_BIRD6_SOCKET, help="IPv6 BIRD control socket (default: Calico's).")
+@bird_socket_options
 @click.option(
     "--autodetection-method",
     envvar="IP_AUTODETECTION_METHOD",

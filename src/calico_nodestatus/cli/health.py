@@ -14,6 +14,7 @@ from typing import Any
 import click
 import yaml
 
+from calico_nodestatus.cli.options import bird_socket_options
 from calico_nodestatus.health.autodetect import (
     METHOD_SYNTAX,
     AutodetectError,
@@ -25,7 +26,6 @@ from calico_nodestatus.health.autodetect import (
 from calico_nodestatus.health.bird import probe_bird
 from calico_nodestatus.health.result import CheckResult
 from calico_nodestatus.health.statusfile import StatusFileError, evaluate_status_report, read_status_file
-from calico_nodestatus.lab import ENV_BIRD6_SOCKET, ENV_BIRD_SOCKET
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -126,16 +126,7 @@ async def _run_bird_probes(
     help="Measure the window from this file's mtime (upstream: /var/lib/calico/nodename) "
     "instead of BIRD's last reboot.",
 )
-@click.option(
-    "--bird-socket",
-    envvar=ENV_BIRD_SOCKET,
-    help="IPv4 BIRD control socket (default: Calico's, with its fallback).",
-)
-@click.option(
-    "--bird6-socket",
-    envvar=ENV_BIRD6_SOCKET,
-    help="IPv6 BIRD control socket (for BIRD 2, the same socket as --bird-socket).",
-)
+@bird_socket_options
 @click.option(
     "--status-file",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -39,10 +40,25 @@ def _name_option(command: F) -> F:
         "--name",
         "lab_name",
         envvar="CALICO_NODESTATUS_LAB",
-        default=DEFAULT_LAB_NAME,
-        show_default=True,
-        help="Lab name (env CALICO_NODESTATUS_LAB).",
+        default=None,
+        help=f"Lab name (env CALICO_NODESTATUS_LAB). Default: the lab a NODE name like "
+        f"`demo-node-1` belongs to, else `{DEFAULT_LAB_NAME}`.",
     )(command)
+
+
+_NODE_NAME = re.compile(r"^(?P<lab>.+)-node-\d+$")
+
+
+def _lab_name(lab_name: str | None | None, node: str | None = None) -> str:
+    """The explicit lab name, else the lab a `<lab>-node-N` node name names, else the default."""
+    if lab_name:
+        return lab_name
+    match = _NODE_NAME.match(node or "")
+    return match["lab"] if match else DEFAULT_LAB_NAME
+
+
+def _open(lab_name: str | None | None, node: str) -> Lab:
+    return Lab.open(_lab_name(lab_name, node))
 
 
 def _family(value: str | None) -> Family | None:
@@ -73,11 +89,18 @@ def lab_group() -> None:
     "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for Established."
 )
 def up(
-    *, lab_name: str, nodes: int, bird: str, ipv6: bool, calico_timers: bool, wait: bool, timeout: float
+    *,
+    lab_name: str | None,
+    nodes: int,
+    bird: str,
+    ipv6: bool,
+    calico_timers: bool,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Build the lab (no-op when it is already up with the same shape)."""
     lab = Lab.up(
-        lab_name,
+        _lab_name(lab_name),
         nodes=nodes,
         bird=bird,
         ipv6=ipv6,
@@ -97,7 +120,7 @@ def up(
     is_flag=True,
     help="Remove labs whose owning test/benchmark process is gone, and leftovers without a state file.",
 )
-def down(lab_name: str, every: bool, all_stale: bool) -> None:
+def down(lab_name: str | None, every: bool, all_stale: bool) -> None:
     """Remove every namespace, link, process and file of the lab (idempotent)."""
     if every or all_stale:
         names = Lab.all_names() if every else Lab.stale_names()
@@ -105,6 +128,7 @@ def down(lab_name: str, every: bool, all_stale: bool) -> None:
             Lab.destroy(name, progress=_progress)
         click.echo(f"removed {len(names)} lab(s){': ' + ', '.join(names) if names else ''}")
         return
+    lab_name = _lab_name(lab_name)
     Lab.destroy(lab_name, progress=_progress)
     click.echo(f"lab {lab_name} is down")
 
@@ -120,9 +144,9 @@ def list_labs() -> None:
 @lab_group.command("status")
 @_name_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def status(lab_name: str, output: str) -> None:
+def status(lab_name: str | None, output: str) -> None:
     """Nodes, daemons, sockets and BGP sessions."""
-    _print_status(Lab.open(lab_name), output)
+    _print_status(Lab.open(_lab_name(lab_name)), output)
 
 
 def _print_status(lab: Lab, output: str) -> None:
@@ -147,10 +171,10 @@ def _print_status(lab: Lab, output: str) -> None:
 @_name_option
 @click.argument("node")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(lab_name: str, node: str, command: tuple[str, ...]) -> None:
+def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside NODE's namespace (`lab exec 1 -- ip route`), with NODENAME and the
     node's BIRD socket paths in the environment."""
-    argv = Lab.open(lab_name).command(node, command)
+    argv = _open(lab_name, node).command(node, command)
     sys.exit(subprocess.run(argv, check=False).returncode)
 
 
@@ -172,8 +196,8 @@ def _bird_command(action: str) -> None:
         help="SIGKILL (crash: peers keep routes under graceful restart) instead of SIGTERM (clean shutdown).",
     )
     @click.option("--graceful", is_flag=True, help="Start with -R (graceful restart recovery).")
-    def command(lab_name: str, node: str, family: str | None, kill: bool, graceful: bool) -> None:
-        lab = Lab.open(lab_name)
+    def command(lab_name: str | None, node: str, family: str | None, kill: bool, graceful: bool) -> None:
+        lab = _open(lab_name, node)
         sig = signal.SIGKILL if kill else signal.SIGTERM
         if action == "stop":
             lab.bird_stop(node, _family(family), sig=sig)
@@ -197,8 +221,8 @@ def _link_command(state: str) -> None:
     @link.command(state, help=f"Take NODE's eth0 {state}.")
     @_name_option
     @click.argument("node")
-    def command(lab_name: str, node: str) -> None:
-        lab = Lab.open(lab_name)
+    def command(lab_name: str | None, node: str) -> None:
+        lab = _open(lab_name, node)
         (lab.link_up if state == "up" else lab.link_down)(node)
 
 
@@ -211,8 +235,8 @@ def _bgp_block_command(name: str, blocked: bool, help_: str) -> None:
     @_name_option
     @click.argument("node")
     @click.argument("peer")
-    def command(lab_name: str, node: str, peer: str) -> None:
-        lab = Lab.open(lab_name)
+    def command(lab_name: str | None, node: str, peer: str) -> None:
+        lab = _open(lab_name, node)
         (lab.block_bgp if blocked else lab.unblock_bgp)(node, peer)
 
 
@@ -229,11 +253,11 @@ _bgp_block_command("unblock-bgp", False, "Undo block-bgp.")
     "--count", type=click.IntRange(min=0), required=True, help="Extra routes NODE originates (0 removes)."
 )
 @click.option("--family", type=FAMILY, default="4", show_default=True)
-def routes(lab_name: str, node: str, count: int, family: str) -> None:
+def routes(lab_name: str | None, node: str, count: int, family: str) -> None:
     """Make NODE originate COUNT extra routes that its peers learn over BGP."""
     fam = _family(family)
     assert fam is not None
-    Lab.open(lab_name).set_routes(node, count, fam, progress=_progress)
+    _open(lab_name, node).set_routes(node, count, fam, progress=_progress)
 
 
 @lab_group.group("peer")
@@ -264,12 +288,12 @@ def _ip(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> list[
 @click.option("--as", "as_number", type=click.IntRange(1, 4294967295), default=DEFAULT_AS, show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), help="Peer port (adds _port_<n> to the name).")
 def peer_add(
-    *, lab_name: str, node: str, peer_type: str, ips: list[IPAddress], as_number: int, port: int | None
+    *, lab_name: str | None, node: str, peer_type: str, ips: list[IPAddress], as_number: int, port: int | None
 ) -> None:
     """Add explicit peers to NODE (one reconfigure for all --ip)."""
     kind = PeerType.NODE if peer_type == "node" else PeerType.GLOBAL
     peers = [Peer(type=kind, ip=ip, as_number=as_number, port=port) for ip in ips]
-    Lab.open(lab_name).add_peers(node, peers)
+    _open(lab_name, node).add_peers(node, peers)
     click.echo(" ".join(p.protocol for p in peers))
 
 
@@ -278,30 +302,30 @@ def peer_add(
 @click.argument("node")
 @click.argument("protocols", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Remove every explicit peer of NODE.")
-def peer_remove(lab_name: str, node: str, protocols: tuple[str, ...], every: bool) -> None:
+def peer_remove(lab_name: str | None, node: str, protocols: tuple[str, ...], every: bool) -> None:
     """Remove explicit peers by protocol name (e.g. Global_198_18_250_1)."""
     if not protocols and not every:
         raise click.UsageError("name the peers' protocols or pass --all")
-    Lab.open(lab_name).remove_peers(node, None if every else list(protocols))
+    _open(lab_name, node).remove_peers(node, None if every else list(protocols))
 
 
 @lab_group.command("set-as")
 @_name_option
 @click.argument("node")
 @click.argument("as_number", type=click.IntRange(1, 4294967295))
-def set_as(lab_name: str, node: str, as_number: int) -> None:
+def set_as(lab_name: str | None, node: str, as_number: int) -> None:
     """Run NODE's BIRD with local AS AS_NUMBER while peers expect the lab's (wrong-AS fault)."""
-    Lab.open(lab_name).set_as(node, as_number)
+    _open(lab_name, node).set_as(node, as_number)
 
 
 @lab_group.command("wrong-interface")
 @_name_option
 @click.argument("node")
 @click.option("--undo", is_flag=True, help="Back to eth0 and remove eth1.")
-def wrong_interface(lab_name: str, node: str, undo: bool) -> None:
+def wrong_interface(lab_name: str | None, node: str, undo: bool) -> None:
     """Give NODE an eth1 on a second bridge and make its address NODE's BGP address, as if IP
     autodetection had picked the wrong interface; all nodes are reconfigured."""
-    Lab.open(lab_name).set_second_interface(node, enabled=not undo)
+    _open(lab_name, node).set_second_interface(node, enabled=not undo)
 
 
 def register(cli: click.Group) -> None:

@@ -15,6 +15,7 @@ import click
 from calico_nodestatus.api import NodeStatusClass, dump_yaml, format_time
 from calico_nodestatus.bird.errors import BirdUnavailable
 from calico_nodestatus.cli.health import node_ip
+from calico_nodestatus.cli.options import bird_socket_options
 from calico_nodestatus.collect.gather import ALL_CLASSES, BirdSockets, CollectionResult, gather
 from calico_nodestatus.collect.sections import peer_ip
 
@@ -35,18 +36,6 @@ def _parse_classes(
             raise click.BadParameter(f"unknown class {word!r}; expected a comma-separated list of {names}")
         chosen.append(allowed[word.lower()])
     return tuple(chosen)
-
-
-_socket_options = [
-    click.option("--bird-socket", help="BIRD (IPv4) control socket; default: Calico's discovery."),
-    click.option("--bird6-socket", help="BIRD6 (IPv6) control socket; default: Calico's discovery."),
-]
-
-
-def _with_socket_options(f: Any) -> Any:
-    for option in reversed(_socket_options):
-        f = option(f)
-    return f
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -81,7 +70,7 @@ def register(cli: click.Group) -> None:
         callback=_parse_classes,
         help="Comma-separated classes to collect: Agent,BGP,Routes (default: all).",
     )
-    @_with_socket_options
+    @bird_socket_options
     @click.option(
         "-o", "--output", type=click.Choice(["json", "yaml", "table"]), default="json", show_default=True
     )
@@ -115,7 +104,7 @@ def register(cli: click.Group) -> None:
             sys.exit(1)
 
     @node.command("status")
-    @_with_socket_options
+    @bird_socket_options
     @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
     def status(bird_socket: str | None, bird6_socket: str | None, output: str) -> None:
         """BGP sessions of this node's BIRD, per family, like `calicoctl node status`."""

@@ -1,6 +1,6 @@
 """Calico's node IP autodetection methods, as a library that explains its choice.
 
-Semantics follow calico-node's start-up (see ../shared/reference/autodetection.md): interfaces
+Semantics follow calico-node's start-up (Calico's autodetection methods and defaults): interfaces
 are visited highest ifindex first, addresses in kernel order, the first global-unicast address
 wins; ``first-found``/``skip-interface`` apply the default exclusion list, ``interface``/``cidr``/
 ``can-reach``/``kubernetes-internal-ip`` do not; interface regexes are unanchored searches.

@@ -6,8 +6,6 @@
 
 from calico_nodestatus.lab.lab import (
     DEFAULT_LAB_NAME,
-    ENV_BIRD6_SOCKET,
-    ENV_BIRD_SOCKET,
     LAB_ROOT_ENV,
     Daemon,
     Lab,
@@ -19,8 +17,6 @@ from calico_nodestatus.lab.model import BirdVersion, LabError, Peer, PeerType
 
 __all__ = [
     "DEFAULT_LAB_NAME",
-    "ENV_BIRD6_SOCKET",
-    "ENV_BIRD_SOCKET",
     "LAB_ROOT_ENV",
     "BirdVersion",
     "Daemon",

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from calico_nodestatus.bird.client import SOCKET_ENV_V4, SOCKET_ENV_V6
 from calico_nodestatus.lab import birdconf, system
 from calico_nodestatus.lab.model import (
     LAN_V4,
@@ -53,8 +54,6 @@ DEFAULT_LAB_ROOT = Path("/run/calico-nodestatus")
 DEFAULT_LAB_NAME = "lab"
 STATE_FILE = "lab.json"
 NFT_TABLE = "cns_lab"
-ENV_BIRD_SOCKET = "CALICO_NODESTATUS_BIRD_SOCKET"
-ENV_BIRD6_SOCKET = "CALICO_NODESTATUS_BIRD6_SOCKET"
 
 Progress = Callable[[str], None]
 
@@ -220,9 +219,9 @@ class LabNode:
 
     def environment(self) -> dict[str, str]:
         """Variables `lab exec` sets so product commands find this node's BIRD and name."""
-        env = {"NODENAME": self.name, ENV_BIRD_SOCKET: str(self.socket_v4)}
+        env = {"NODENAME": self.name, SOCKET_ENV_V4: str(self.socket_v4)}
         if self.socket_v6 is not None:
-            env[ENV_BIRD6_SOCKET] = str(self.socket_v6)
+            env[SOCKET_ENV_V6] = str(self.socket_v6)
         return env
 
     def __repr__(self) -> str:

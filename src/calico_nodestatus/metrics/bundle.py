@@ -52,71 +52,95 @@ def _p(title: str, unit: str, *targets: tuple[str, str], kind: str = "timeseries
 
 BGP_PANELS: tuple[Panel, ...] = (
     _p(
-        "BGP sessions per node", "short",
-        (f"sum by (node, ip_version, peer_type) ({cat.BGP_SESSIONS_ESTABLISHED.name}{{{NODE}}})",
-         "{{node}} v{{ip_version}} {{peer_type}} established"),
-        (f"sum by (node, ip_version, peer_type) ({cat.BGP_SESSIONS_NOT_ESTABLISHED.name}{{{NODE}}})",
-         "{{node}} v{{ip_version}} {{peer_type}} not established"),
+        "BGP sessions per node",
+        "short",
+        (
+            f"sum by (node, ip_version, peer_type) ({cat.BGP_SESSIONS_ESTABLISHED.name}{{{NODE}}})",
+            "{{node}} v{{ip_version}} {{peer_type}} established",
+        ),
+        (
+            f"sum by (node, ip_version, peer_type) ({cat.BGP_SESSIONS_NOT_ESTABLISHED.name}{{{NODE}}})",
+            "{{node}} v{{ip_version}} {{peer_type}} not established",
+        ),
         kind="table",
     ),
     _p(
-        "Established sessions over time", "short",
+        "Established sessions over time",
+        "short",
         (f"sum by (node) ({cat.BGP_SESSIONS_ESTABLISHED.name}{{{NODE}}})", "{{node}}"),
     ),
     _p(
-        "Session flaps", "short",
-        (f"sum by (node, ip_version, peer_type) "
-         f"(increase({cat.BGP_SESSION_FLAPS.name}{{{NODE}}}[$__rate_interval]))",
-         "{{node}} v{{ip_version}} {{peer_type}}"),
+        "Session flaps",
+        "short",
+        (
+            f"sum by (node, ip_version, peer_type) "
+            f"(increase({cat.BGP_SESSION_FLAPS.name}{{{NODE}}}[$__rate_interval]))",
+            "{{node}} v{{ip_version}} {{peer_type}}",
+        ),
     ),
     _p(
-        "Explicit peer session states", "short",
+        "Explicit peer session states",
+        "short",
         (f"{cat.BGP_SESSION_STATE.name}{{{NODE}}} == 1", "{{node}} {{peer_ip}} {{state}}"),
         kind="table",
     ),
     _p(
-        "Seconds in current session state", "s",
+        "Seconds in current session state",
+        "s",
         (f"{cat.BGP_SESSION_STATE_AGE.name}{{{NODE}}}", "{{node}} {{peer_ip}}"),
     ),
     _p(
-        "Route counts", "short",
-        (f"sum by (node, ip_version, type) ({cat.ROUTES.name}{{{NODE}}})",
-         "{{node}} v{{ip_version}} {{type}}"),
+        "Route counts",
+        "short",
+        (
+            f"sum by (node, ip_version, type) ({cat.ROUTES.name}{{{NODE}}})",
+            "{{node}} v{{ip_version}} {{type}}",
+        ),
     ),
     _p(
-        "Routes per explicit peer", "short",
+        "Routes per explicit peer",
+        "short",
         (f"{cat.BGP_PEER_IMPORTED_ROUTES.name}{{{NODE}}}", "{{peer_ip}} imported"),
         (f"{cat.BGP_PEER_EXPORTED_ROUTES.name}{{{NODE}}}", "{{peer_ip}} exported"),
         (f"{cat.BGP_PEER_PREFERRED_ROUTES.name}{{{NODE}}}", "{{peer_ip}} preferred"),
     ),
     _p(
-        "Collection latency", "s",
+        "Collection latency",
+        "s",
         *(
-            (f"histogram_quantile({q}, sum by (le, class) "
-             f"(rate({cat.COLLECTION_DURATION.name}_bucket{{{NODE}}}[$__rate_interval])))",
-             f"{{{{class}}}} p{q[2:]}")
+            (
+                f"histogram_quantile({q}, sum by (le, class) "
+                f"(rate({cat.COLLECTION_DURATION.name}_bucket{{{NODE}}}[$__rate_interval])))",
+                f"{{{{class}}}} p{q[2:]}",
+            )
             for q in ("0.5", "0.99")
         ),
     ),
     _p(
-        "Collection errors", "ops",
-        (f"sum by (node, ip_version) (rate({cat.COLLECTION_ERRORS.name}{{{NODE}}}[$__rate_interval]))",
-         "{{node}} v{{ip_version}}"),
+        "Collection errors",
+        "ops",
+        (
+            f"sum by (node, ip_version) (rate({cat.COLLECTION_ERRORS.name}{{{NODE}}}[$__rate_interval]))",
+            "{{node}} v{{ip_version}}",
+        ),
     ),
     _p(
-        "Agent health", "short",
+        "Agent health",
+        "short",
         (f"min by (node) ({cat.BIRD_UP.name}{{{NODE}}})", "{{node}} BIRD up"),
         (f"min by (node) ({cat.BIRD_READY.name}{{{NODE}}})", "{{node}} BIRD ready"),
         (f'up{{job="calico-nodestatus", {NODE}}}', "{{node}} scrape up"),
     ),
     _p(
-        "Agent freshness", "s",
+        "Agent freshness",
+        "s",
         (f"time() - {cat.AGENT_LIVENESS.name}{{{NODE}}}", "{{node}} liveness age"),
         (f"time() - {cat.STATUS_LAST_REFRESH.name}{{{NODE}}}", "{{node}} {{name}} status age"),
         (f"time() - {cat.LAST_COLLECTION_SUCCESS.name}{{{NODE}}}", "{{node}} last good collection"),
     ),
     _p(
-        "Datastore writes", "ops",
+        "Datastore writes",
+        "ops",
         *(
             (f"sum by (node) (rate({spec.name}{{{NODE}}}[$__rate_interval]))", f"{{{{node}}}} {legend}")
             for spec, legend in (
@@ -143,12 +167,18 @@ def _p99(*exprs: str) -> tuple[tuple[str, str], ...]:
 FELIX_PANELS: tuple[Panel, ...] = (
     _p("Felix dataplane failures", "ops", *_rates("felix_int_dataplane_failures")),
     _p(
-        "Felix ipset / iptables errors", "ops",
-        *_rates("felix_ipset_errors", "felix_iptables_restore_errors", "felix_iptables_save_errors",
-                "felix_log_errors"),
+        "Felix ipset / iptables errors",
+        "ops",
+        *_rates(
+            "felix_ipset_errors",
+            "felix_iptables_restore_errors",
+            "felix_iptables_save_errors",
+            "felix_log_errors",
+        ),
     ),
     _p(
-        "Felix latency (p99)", "s",
+        "Felix latency (p99)",
+        "s",
         *_p99(
             'felix_calc_graph_update_time_seconds{quantile="0.99"}',
             'felix_int_dataplane_apply_time_seconds{quantile="0.99"}',
@@ -161,7 +191,8 @@ FELIX_PANELS: tuple[Panel, ...] = (
     ),
     _p("Felix fork/exec time (p99)", "µs", *_p99('felix_exec_time_micros{quantile="0.99"}')),
     _p(
-        "Felix batch sizes (p99)", "short",
+        "Felix batch sizes (p99)",
+        "short",
         *_p99(
             'felix_int_dataplane_msg_batch_size{quantile="0.99"}',
             'felix_int_dataplane_iface_msg_batch_size{quantile="0.99"}',
@@ -169,14 +200,27 @@ FELIX_PANELS: tuple[Panel, ...] = (
         ),
     ),
     _p(
-        "Felix traffic", "ops",
-        *_rates("felix_ipset_calls", "felix_ipset_lines_executed", "felix_iptables_lines_executed",
-                "felix_iptables_restore_calls", "felix_iptables_save_calls"),
+        "Felix traffic",
+        "ops",
+        *_rates(
+            "felix_ipset_calls",
+            "felix_ipset_lines_executed",
+            "felix_iptables_lines_executed",
+            "felix_iptables_restore_calls",
+            "felix_iptables_save_calls",
+        ),
     ),
     _p(
-        "Cluster size (Felix view)", "short",
-        *((f"max({name})", name) for name in
-          ("felix_cluster_num_hosts", "felix_cluster_num_policies", "felix_cluster_num_profiles")),
+        "Cluster size (Felix view)",
+        "short",
+        *(
+            (f"max({name})", name)
+            for name in (
+                "felix_cluster_num_hosts",
+                "felix_cluster_num_policies",
+                "felix_cluster_num_profiles",
+            )
+        ),
     ),
 )
 
@@ -210,10 +254,16 @@ def dashboard() -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     y = 0
     for row_title, row_panels in (("BGP (calico-nodestatus)", BGP_PANELS), ("Felix", FELIX_PANELS)):
-        panels.append({
-            "id": len(panels) + 1, "type": "row", "title": row_title, "collapsed": False,
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": [],
-        })
+        panels.append(
+            {
+                "id": len(panels) + 1,
+                "type": "row",
+                "title": row_title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                "panels": [],
+            }
+        )
         y += 1
         for index, panel in enumerate(row_panels):
             panels.append(_panel_json(panel, len(panels) + 1, y + 8 * (index // 2), 12 * (index % 2)))
@@ -231,10 +281,15 @@ def dashboard() -> dict[str, Any]:
             "list": [
                 {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
                 {
-                    "name": "node", "type": "query", "label": "Node",
+                    "name": "node",
+                    "type": "query",
+                    "label": "Node",
                     "datasource": {"type": "prometheus", "uid": "${datasource}"},
                     "query": f"label_values({cat.BUILD_INFO.name}, node)",
-                    "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
+                    "refresh": 2,
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
                 },
             ]
         },
@@ -265,8 +320,12 @@ def _pod_job(name: str, container: str, port: int, honor_labels: bool = False) -
         "relabel_configs": [
             {"source_labels": ["__meta_kubernetes_pod_container_name"], "regex": container, "action": "keep"},
             {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
-            {"source_labels": ["__address__"], "regex": "([^:]+)(?::\\d+)?",
-             "replacement": f"$1:{port}", "target_label": "__address__"},
+            {
+                "source_labels": ["__address__"],
+                "regex": "([^:]+)(?::\\d+)?",
+                "replacement": f"$1:{port}",
+                "target_label": "__address__",
+            },
             {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
         ],

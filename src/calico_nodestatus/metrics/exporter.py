@@ -9,6 +9,8 @@ and ``/healthz``; every other path is 404.
 from __future__ import annotations
 
 import platform
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,7 +209,10 @@ class MetricsServer:
     ) -> None:
         self._server = ThreadingHTTPServer((host, port), _handler(registry))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        # serve_forever() wakes every 0.5 s to look for shutdown (≈ 0.02 % of a core for an idle
+        # agent); _serve blocks until a client connects or stop() writes to this pair instead.
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name="metrics-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -217,10 +222,23 @@ class MetricsServer:
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_reader in ready:
+                    return
+                self._server.handle_request()  # the listening socket is readable: accepts at once
+
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._wake_writer.send(b"x")
+            self._thread.join()
         self._server.server_close()
-        self._thread.join()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def __enter__(self) -> MetricsServer:
         return self.start()

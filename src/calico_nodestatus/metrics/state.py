@@ -52,7 +52,9 @@ def state_age_seconds(since: str | None, now_local: datetime) -> float | None:
         if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
             return None
         changed = now_local.replace(
-            hour=int(hour), minute=int(minute), second=int(second),
+            hour=int(hour),
+            minute=int(minute),
+            second=int(second),
             microsecond=int((fraction or "0").ljust(6, "0")),
         )
         if changed > now_local:
@@ -180,8 +182,12 @@ def _peers(
                 continue
             age = state_age_seconds(peer.since, now_local)
             yield PeerView(
-                ip_version, peer.type, peer.peer_ip, peer.state,
-                None if age is None else at.timestamp() - age, peer_routes.get((ip_version, peer.peer_ip)),
+                ip_version,
+                peer.type,
+                peer.peer_ip,
+                peer.state,
+                None if age is None else at.timestamp() - age,
+                peer_routes.get((ip_version, peer.peer_ip)),
             )
 
     return (*views(4, bgp.peers_v4), *views(6, bgp.peers_v6))
