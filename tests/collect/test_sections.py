@@ -237,3 +237,20 @@ def test_byte_budget_keeps_fib_first_within_the_bytes() -> None:
     assert routes.total(False) == 300  # counted, all of them
     wire = json.dumps([r.to_wire() for r in routes.routes_v4 + routes.routes_v6], separators=(",", ":"))
     assert len(wire) - 1 <= budget  # brackets out, last comma in: the routes' own bytes
+
+
+def test_budget_keeps_fib_first_and_shares_each_type_fairly_between_families() -> None:
+    from calico_nodestatus.collect.sections import select_within_budget
+
+    flood_v4 = [(True, 100)] * 50  # 5,000 bytes of IPv4 FIB routes
+    few_v6 = [(True, 100)] * 3 + [(False, 100)] * 2  # 300 bytes FIB, 200 RIB
+    keep_v4, keep_v6 = select_within_budget([flood_v4, few_v6], budget=1_000)
+    # IPv6 needs less than an even share, so all its FIB routes stay; IPv4 FIB takes the rest,
+    # and nothing is left for RIB routes.
+    assert keep_v6 == [True, True, True, False, False]
+    assert sum(keep_v4) == 7
+    # With room to spare, RIB routes follow the FIB ones.
+    roomy = select_within_budget([[(True, 10), (False, 10)], [(False, 10)]], budget=30)
+    assert roomy == [[True, True], [True]]
+    # A route too big for what is left is skipped; a smaller one after it still fits.
+    assert select_within_budget([[(True, 80), (True, 50), (True, 10)]], budget=100) == [[True, False, True]]

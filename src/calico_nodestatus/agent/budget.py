@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from calico_nodestatus.collect.sections import select_within_budget
+
 DEFAULT_SIZE_BUDGET_BYTES = 1024 * 1024
 ROUTES_OMITTED_ANNOTATION = "nodestatus.projectcalico.org/routes-omitted"
 # Room kept free for what changes after sizing: lastUpdated, resourceVersion, the annotation.
@@ -57,21 +59,17 @@ class RouteSelection:
 def select_routes(
     routes_v4: Sequence[Mapping[str, Any]], routes_v6: Sequence[Mapping[str, Any]], available_bytes: int
 ) -> RouteSelection:
-    """Which routes fit in ``available_bytes``: FIB before RIB, IPv4 before IPv6 within a type,
-    each family's order kept."""
-    families = (routes_v4, routes_v6)
-    kept: tuple[list[int], list[int]] = ([], [])
-    remaining = available_bytes
-    for want_fib in (True, False):
-        for family, routes in enumerate(families):
-            for index, route in enumerate(routes):
-                if (route.get("type") == "FIB") != want_fib:
-                    continue
-                cost = serialised_size(route) + 1  # the separating comma
-                if cost <= remaining:
-                    kept[family].append(index)
-                    remaining -= cost
-    keep_v4, keep_v6 = sorted(kept[0]), sorted(kept[1])
+    """Which routes fit in ``available_bytes``, by the collector's one rule (FIB first, families
+    sharing fairly), each family's order kept."""
+    keep = select_within_budget(
+        [
+            [(route.get("type") == "FIB", serialised_size(route) + 1) for route in routes]  # +1: the comma
+            for routes in (routes_v4, routes_v6)
+        ],
+        available_bytes,
+    )
+    kept = ([i for i, k in enumerate(keep[0]) if k], [i for i, k in enumerate(keep[1]) if k])
+    keep_v4, keep_v6 = kept
     return RouteSelection(
         keep_v4=keep_v4,
         keep_v6=keep_v6,

@@ -264,6 +264,32 @@ def _is_fib(route: Route) -> bool:
     return route.primary and not route.sync_error
 
 
+def select_within_budget(families: Sequence[Sequence[tuple[bool, int]]], budget: int) -> list[list[bool]]:
+    """The one rule for which routes fit a byte budget. `families` holds, per family, each route's
+    (is FIB, wire bytes) in BIRD's order; returns per family which routes to keep.
+
+    FIB routes before RIB routes. Within a type the families share the room max-min fairly: the
+    one needing less goes first and takes at most an even share, so a flood of IPv4 routes cannot
+    push out a handful of IPv6 ones (nor the other way round). A route too big for what is left is
+    skipped and smaller ones after it may still fit."""
+    keep = [[False] * len(routes) for routes in families]
+    remaining = budget
+    for want_fib in (True, False):
+        wanted = [
+            [(index, cost) for index, (fib, cost) in enumerate(routes) if fib is want_fib]
+            for routes in families
+        ]
+        order = sorted(range(len(families)), key=lambda family: sum(cost for _, cost in wanted[family]))
+        for position, family in enumerate(order):
+            allowance = remaining // (len(order) - position)
+            for index, cost in wanted[family]:
+                if cost <= allowance:
+                    keep[family][index] = True
+                    allowance -= cost
+                    remaining -= cost
+    return keep
+
+
 class RouteAccumulator:
     """Consumes route batches as they stream in: keeps up to `limit` routes per family and
     FIB/RIB type (FIB are never crowded out by RIB), and counts every route by protocol. This is
@@ -271,8 +297,7 @@ class RouteAccumulator:
     parser's tuples, and API objects are only built for the routes that go into status.
 
     Which held routes are reported: with `byte_budget`, those whose compact JSON fits in that
-    many bytes, FIB before RIB, the two families sharing each type's room fairly (the agent's
-    size budget);
+    many bytes by `select_within_budget` (the agent's size budget);
     else with `limit_per_type` every held route; otherwise at most `limit` per family, FIB
     first. Always in BIRD's order. `limit=None` keeps everything."""
 
@@ -362,31 +387,9 @@ class RouteAccumulator:
         return list(map(api_route, kept))
 
     def _within_budget(self, budget: int) -> tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]]:
-        remaining = budget
-        keep: tuple[list[bool], list[bool]] = ([False] * len(self._held[0]), [False] * len(self._held[1]))
-        for want_fib in (True, False):
-            # The families share each type's room max-min fairly: the one needing less goes
-            # first and takes at most an even share, so a flood of IPv4 routes cannot push out
-            # a handful of IPv6 ones (and the other way round).
-            wanted = [
-                [
-                    (index, cost)
-                    for index, route in enumerate(held)
-                    if _is_fib(route) is want_fib
-                    for cost in (route_wire_bytes(route),)
-                ]
-                for held in self._held
-            ]
-            order = sorted((0, 1), key=lambda ipv6: sum(cost for _, cost in wanted[ipv6]))
-            for families_left, ipv6 in zip((2, 1), order, strict=True):
-                allowance = remaining // families_left
-                for index, cost in wanted[ipv6]:
-                    if allowance < MIN_ROUTE_WIRE_BYTES:
-                        break
-                    if cost <= allowance:
-                        keep[ipv6][index] = True
-                        allowance -= cost
-                        remaining -= cost
+        keep = select_within_budget(
+            [[(_is_fib(route), route_wire_bytes(route)) for route in held] for held in self._held], budget
+        )
         v4, v6 = (
             [api_route(route) for route, kept in zip(held, flags, strict=True) if kept]
             for held, flags in zip(self._held, keep, strict=True)
