@@ -9,6 +9,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -193,35 +194,42 @@ async def test_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
     await datastore.close()
 
 
-async def test_idle_watch_polls_without_reading_the_log(tmp_path: Path) -> None:
-    statements: list[str] = []
+@dataclass
+class TracedWatch:
+    """A watcher whose SQL statements are recorded, a second writer on the same file, and the
+    names the watch delivered so far."""
+
+    writer: EmbeddedDatastore
+    statements: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+
+    async def delivered(self, *names: str) -> None:
+        assert await eventually(lambda: _true(self.seen == list(names)), within=5)
+
+
+@pytest.fixture
+async def traced_watch(tmp_path: Path) -> AsyncIterator[TracedWatch]:
+    writer = EmbeddedDatastore(tmp_path / "datastore.db")
+    traced = TracedWatch(writer)
 
     class TracedDatastore(EmbeddedDatastore):
         def _watch_connection(self) -> sqlite3.Connection:
             conn = super()._watch_connection()
-            conn.set_trace_callback(statements.append)
+            conn.set_trace_callback(traced.statements.append)
             return conn
 
     datastore = TracedDatastore(tmp_path / "datastore.db")
-    writer = EmbeddedDatastore(tmp_path / "datastore.db")
-    seen: list[str] = []
 
     async def consume() -> None:
         async for event in datastore.watch("0"):
-            seen.append(event.object.name)
+            traced.seen.append(event.object.name)
 
     consumer = asyncio.create_task(consume())
     try:
         await writer.create(make_status())
-        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
-        statements.clear()
-        await asyncio.sleep(0.5)
-        polls = [s for s in statements if "data_version" in s]
-        assert len(polls) >= 4  # it kept polling...
-        assert not [s for s in statements if "FROM events" in s]  # ...without reading the log
-
-        await writer.create(make_status("status-b"))
-        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
+        await traced.delivered("status-a")
+        traced.statements.clear()
+        yield traced
     finally:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
@@ -233,43 +241,28 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_liveness_renewals_do_not_make_a_watch_read_the_log(tmp_path: Path) -> None:
+async def test_idle_watch_polls_without_reading_the_log(traced_watch: TracedWatch) -> None:
+    await asyncio.sleep(0.5)
+    polls = [s for s in traced_watch.statements if "data_version" in s]
+    assert len(polls) >= 4  # it kept polling...
+    assert not [s for s in traced_watch.statements if "FROM events" in s]  # ...without reading the log
+
+    await traced_watch.writer.create(make_status("status-b"))
+    await traced_watch.delivered("status-a", "status-b")
+
+
+async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: TracedWatch) -> None:
     """Other agents' heartbeats commit to the same file: the watch notices the commit, reads the
     head revision (one row) and leaves the event log alone, then still delivers a real change."""
-    statements: list[str] = []
+    for node in ("node-1", "node-2", "node-3"):
+        await traced_watch.writer.renew_liveness(node, "host/1", 30)
+        await asyncio.sleep(0.6)  # one idle poll after each commit
+    statements = traced_watch.statements
+    assert len([s for s in statements if "key = 'revision'" in s]) >= 3  # it saw the commits...
+    assert not [s for s in statements if "FROM events" in s]  # ...without reading the log
 
-    class TracedDatastore(EmbeddedDatastore):
-        def _watch_connection(self) -> sqlite3.Connection:
-            conn = super()._watch_connection()
-            conn.set_trace_callback(statements.append)
-            return conn
-
-    datastore = TracedDatastore(tmp_path / "datastore.db")
-    writer = EmbeddedDatastore(tmp_path / "datastore.db")
-    seen: list[str] = []
-
-    async def consume() -> None:
-        async for event in datastore.watch("0"):
-            seen.append(event.object.name)
-
-    consumer = asyncio.create_task(consume())
-    try:
-        await writer.create(make_status())
-        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
-        statements.clear()
-        for node in ("node-1", "node-2", "node-3"):
-            await writer.renew_liveness(node, "host/1", 30)
-            await asyncio.sleep(0.6)  # one idle poll after each commit
-        assert len([s for s in statements if "key = 'revision'" in s]) >= 3  # it saw the commits...
-        assert not [s for s in statements if "FROM events" in s]  # ...without reading the log
-
-        await writer.create(make_status("status-b"))
-        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
-    finally:
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
-        await datastore.close()
-        await writer.close()
+    await traced_watch.writer.create(make_status("status-b"))
+    await traced_watch.delivered("status-a", "status-b")
 
 
 async def test_many_connections_opening_a_new_file_at_once(tmp_path: Path) -> None:
