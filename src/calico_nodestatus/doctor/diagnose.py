@@ -186,8 +186,13 @@ def check_session(peer: PeerEvidence, bgp_ip: str | None = None) -> Check:
     where = f"{peer.ip}:{peer.port}"
     evidence = [f"protocol {peer.protocol}: {peer.details.protocol.state}, BGP state {peer.bgp_state}"]
     evidence.append(_bird_says(peer))
-    if peer.details.neighbor_as is not None or peer.details.local_as is not None:
-        evidence.append(f"neighbor AS {peer.details.neighbor_as}, local AS {peer.details.local_as}")
+    as_numbers = [
+        f"{what} AS {number}"
+        for what, number in (("neighbor", peer.details.neighbor_as), ("local", peer.details.local_as))
+        if number is not None
+    ]
+    if as_numbers:
+        evidence.append(", ".join(as_numbers))
     if peer.route is not None:
         evidence.append(f"route to {peer.ip}: {_route_text(peer.route)}")
     elif peer.route_error:
