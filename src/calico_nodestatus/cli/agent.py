@@ -29,6 +29,7 @@ from calico_nodestatus.agent.runner import (
     AgentSnapshot,
     NodeStatusAgent,
 )
+from calico_nodestatus.api.model import NAME_PATTERN
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.options import bird_socket_options
@@ -47,7 +48,7 @@ _GRPC_EXPERIMENTS_IDLE = ",".join(
 )
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|K|M)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
-_NODE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NODE_RE = re.compile(NAME_PATTERN)  # spec.node's rule: the agent must match objects' nodes
 
 
 class ByteSize(click.ParamType):
