@@ -317,14 +317,7 @@ class NodeStatusAgent:
         if tracked is None:
             self._tracked[obj.name] = _Tracked(obj=obj)
             self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
-            log_event(
-                log,
-                logging.INFO,
-                "object_added",
-                name=obj.name,
-                classes=",".join(obj.spec.classes),
-                period=obj.spec.update_period_seconds,
-            )
+            _log_spec(log, "object_added", obj)
             return
         if _is_older(obj, tracked.obj):
             return  # an event for a write this agent already holds the result of
@@ -334,14 +327,7 @@ class NodeStatusAgent:
             tracked.desired = None  # collected for the old spec
             tracked.retry_at = None
             self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
-            log_event(
-                log,
-                logging.INFO,
-                "spec_changed",
-                name=obj.name,
-                classes=",".join(obj.spec.classes),
-                period=obj.spec.update_period_seconds,
-            )
+            _log_spec(log, "spec_changed", obj)
 
     def _drop(self, name: str, reason: str) -> None:
         if self._tracked.pop(name, None) is not None:
@@ -625,3 +611,15 @@ class NodeStatusAgent:
             return
         with contextlib.suppress(OSError):  # a full disk must not stop the agent; the probe notices
             self._status_file.update(component, ready=ready, live=True, reason=reason, now=self._wall_clock())
+
+
+def _log_spec(logger: logging.Logger, event: str, obj: CalicoNodeStatus) -> None:
+    """One log line naming an object and the spec the agent now follows."""
+    log_event(
+        logger,
+        logging.INFO,
+        event,
+        name=obj.name,
+        classes=",".join(obj.spec.classes),
+        period=obj.spec.update_period_seconds,
+    )
