@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/calico-nodestatus
 
-.PHONY: demo demo-down test lint deps system-deps venv bench soak clean
+.PHONY: demo demo-down test lint deps system-deps control-plane venv bench soak clean
 
 # `make demo DATASTORE=etcdv3`: the same demo on a private etcd; demo-down removes either.
 DATASTORE ?= embedded
@@ -24,10 +24,14 @@ lint: venv
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
 
-deps: system-deps venv
+deps: system-deps control-plane venv
 
 system-deps:
 	bash scripts/install-system-deps.sh
+
+# kube-apiserver, kubectl and etcd built from the Go module in tools/k8s (skipped when current).
+control-plane:
+	$(PYTHON) scripts/build_control_plane.py
 
 venv: $(VENV)/.installed
 

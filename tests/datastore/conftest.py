@@ -2,14 +2,18 @@
 
 - embedded: a fresh SQLite file in tmp_path.
 - etcdv3: the session's real etcd server (tests/plugins/etcd.py), /calico/ keys removed afterwards.
-- kubernetes: only when KUBECONFIG points at a reachable cluster (tests/plugins/kubernetes.py); every
-  object is deleted afterwards.
+  Here the etcd servers are parametrised over both builds (Debian's 3.4 and the built 3.7), so the
+  etcdv3 backend's own tests and its contract run on each.
+- kubernetes-v1, kubernetes-v3: the session's real kube-apiserver (tests/plugins/kubernetes.py), as
+  its admin, with objects in the `crd.projectcalico.org/v1` CRD (Calico's default) or the native
+  `projectcalico.org/v3` one; every object and Lease is removed afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,12 @@ from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.datastore.factory import open_datastore
-from tests.plugins.etcd import EtcdServer
+from calico_nodestatus.datastore.kubernetes import V1_API_VERSION, V3_API_VERSION, KubernetesDatastore
+from calico_nodestatus.lab.controlplane import ControlPlane
+from tests.plugins.etcd import CALICO_PREFIX, ETCD_BUILDS, EtcdServer, session_etcd
+from tests.plugins.kubernetes import clean_kubernetes
+
+KUBERNETES_MODES = {"kubernetes-v1": V1_API_VERSION, "kubernetes-v3": V3_API_VERSION}
 
 
 def make_status(
@@ -36,32 +45,56 @@ def make_status(
     )
 
 
-async def _delete_all(datastore: Datastore) -> None:
-    objects, _ = await datastore.list()
-    for obj in objects:
-        await datastore.delete(obj.name)
+@pytest.fixture(params=ETCD_BUILDS)
+def etcd(request: pytest.FixtureRequest) -> Iterator[EtcdServer]:
+    server = session_etcd(request, request.param)
+    yield server
+    server.etcdctl("del", "--prefix", CALICO_PREFIX)
 
 
-@pytest.fixture(params=["embedded", "etcdv3", "kubernetes"])
-async def datastore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Datastore]:
+@pytest.fixture(params=ETCD_BUILDS)
+def etcd_tls_server(request: pytest.FixtureRequest) -> EtcdServer:
+    return session_etcd(request, request.param, tls=True)
+
+
+ETCD_KINDS = tuple(f"etcdv3-{build}" for build in ETCD_BUILDS)
+
+
+@contextlib.asynccontextmanager
+async def open_backend(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> AsyncIterator[Datastore]:
+    """A real backend of `kind`, empty, cleaned up afterwards."""
     backend: Datastore
-    if request.param == "embedded":
+    plane: ControlPlane | None = None
+    if kind == "embedded":
         backend = EmbeddedDatastore(tmp_path / "datastore.db")
-    elif request.param == "etcdv3":
-        server: EtcdServer = request.getfixturevalue("etcd")
+    elif kind in ETCD_KINDS:
+        server = session_etcd(request, kind.removeprefix("etcdv3-"))
+        request.addfinalizer(lambda: server.etcdctl("del", "--prefix", CALICO_PREFIX))
         backend = open_datastore(DatastoreConfig.from_env(environ=server.datastore_env()))
     else:
-        reason: str | None = request.getfixturevalue("kubernetes_unavailable")
-        if reason:
-            pytest.skip(reason)
-        backend = open_datastore(DatastoreConfig.from_env(type="kubernetes"))
-        await _delete_all(backend)
+        plane = request.getfixturevalue("control_plane")
+        config = DatastoreConfig(type="kubernetes", kubeconfig=plane.admin_kubeconfig)
+        backend = KubernetesDatastore(config, api_version=KUBERNETES_MODES[kind])
     try:
         yield backend
     finally:
-        if request.param == "kubernetes":
-            await _delete_all(backend)
         await backend.close()
+        if plane is not None:
+            clean_kubernetes(plane)
+
+
+@pytest.fixture(params=["embedded", *ETCD_KINDS, *KUBERNETES_MODES])
+async def datastore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Datastore]:
+    async with open_backend(request, request.param, tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture(params=["embedded", *ETCD_KINDS])
+async def compactable_datastore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Datastore]:
+    """The backends that compact their own history on demand (``compact(revision)``); the
+    Kubernetes API's watch expiry is tested on the real server in tests/kubernetes."""
+    async with open_backend(request, request.param, tmp_path) as backend:
+        yield backend
 
 
 async def collect(events: AsyncIterator[Any], count: int, within: float = 5.0) -> list[Any]:

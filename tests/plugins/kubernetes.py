@@ -1,34 +1,69 @@
-"""pytest plumbing for a real Kubernetes cluster, used only when KUBECONFIG points at one.
+"""pytest fixtures for a real Kubernetes control plane (etcd + kube-apiserver built from the Go
+module in tools/k8s; see calico_nodestatus.lab.controlplane), in the way controller-runtime's
+envtest runs one.
 
-- ``kubernetes_unavailable_reason()``: None when a cluster answers at KUBECONFIG, else why not.
-- ``kubernetes_unavailable`` (session): that answer, asked once per run; backends parametrised
-  over ``kubernetes`` skip with it.
+- ``control_plane`` (session): the running control plane with deploy/namespace.yaml, both CRDs
+  (``crd.projectcalico.org/v1`` from deploy/crd.yaml and the native ``projectcalico.org/v3`` one)
+  and deploy/rbac.yaml applied exactly as shipped. Stopped at the end of the run, also on failure.
+- ``agent_kubeconfig`` (session): a kubeconfig authenticating as the DaemonSet's ServiceAccount
+  (``calico-system/calico-nodestatus``) with a token from the TokenRequest API.
+- ``kube_api_groups``: the two modes, ``crd.projectcalico.org/v1`` and ``projectcalico.org/v3``.
+- ``clean_kubernetes(plane)``: removes every CalicoNodeStatus (both groups) and the agents' Leases.
+
+A missing binary is a broken install (`make control-plane`), so it fails the run, never skips.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from calico_nodestatus.api.crd import build_crd
+from calico_nodestatus.api.crd_v1 import CRD_V1_GROUP
+from calico_nodestatus.api.model import API_GROUP
+from calico_nodestatus.datastore.kubernetes import LEASE_MANAGED_BY, V1_API_VERSION, V3_API_VERSION
+from calico_nodestatus.lab.controlplane import ControlPlane
 
-def kubernetes_unavailable_reason() -> str | None:
-    """None when a cluster answers at KUBECONFIG, else why the kubernetes backend is skipped."""
-    kubeconfig = os.environ.get("KUBECONFIG")
-    if not kubeconfig or not Path(kubeconfig.split(os.pathsep)[0]).is_file():
-        return "KUBECONFIG does not point at a cluster's kubeconfig"
-    try:
-        from lightkube import Client
-        from lightkube.resources.core_v1 import Namespace
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+AGENT_NAMESPACE = "calico-system"
+AGENT_SERVICE_ACCOUNT = "calico-nodestatus"
+CRD_NAMES = (f"caliconodestatuses.{CRD_V1_GROUP}", f"caliconodestatuses.{API_GROUP}")
+KUBE_API_VERSIONS = (V1_API_VERSION, V3_API_VERSION)
 
-        next(iter(Client(timeout=3).list(Namespace, chunk_size=1)), None)
-    except Exception as error:  # whatever stops this request also leaves no usable cluster
-        return f"no reachable cluster at KUBECONFIG: {error}"
-    return None
+
+def install_calico_nodestatus(plane: ControlPlane) -> None:
+    """The shipped namespace, CRDs and RBAC, as an operator would apply them."""
+    import yaml
+
+    plane.apply(DEPLOY / "namespace.yaml")
+    plane.apply(DEPLOY / "crd.yaml")
+    plane.apply(yaml.safe_dump(build_crd(API_GROUP)))
+    plane.wait_established(CRD_NAMES)
+    plane.apply(DEPLOY / "rbac.yaml")
+
+
+def clean_kubernetes(plane: ControlPlane) -> None:
+    for name in CRD_NAMES:
+        plane.kubectl("delete", name, "--all", "--wait=false")
+    label, value = LEASE_MANAGED_BY
+    plane.kubectl("delete", "leases", "-n", AGENT_NAMESPACE, "-l", f"{label}={value}", "--wait=false")
 
 
 @pytest.fixture(scope="session")
-def kubernetes_unavailable() -> str | None:
-    """Why no Kubernetes cluster can be used (None: KUBECONFIG reaches one); checked once."""
-    return kubernetes_unavailable_reason()
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        plane.start()
+        install_calico_nodestatus(plane)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.service_account_kubeconfig(
+        AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, control_plane.workdir / "agent.kubeconfig"
+    )

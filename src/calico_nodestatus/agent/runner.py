@@ -12,7 +12,8 @@ the content changed (``content.same_content``), with ``lastUpdated`` set then; t
 ``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the status and
 retries; a datastore failure keeps the status and retries it with backoff (with jitter), and a
 fresh collection is tried at once. The routes-omitted annotation is metadata, so it goes through
-``update`` — only when its value changes, which is rare (a table crossing the budget).
+``update_annotations`` (a patch of that annotation alone) — only when its value changes, which is
+rare (a table crossing the budget).
 
 The first successful datastore operation after a failure wakes the watch out of its backoff, so
 spec changes made during an outage arrive right after recovery.
@@ -510,13 +511,9 @@ class NodeStatusAgent:
                 stamped = status.model_copy(update={"last_updated": rfc3339_now(self._wall_clock())})
                 written = await self._datastore.update_status(written.model_copy(update={"status": stamped}))
             if not annotation_same:
-                annotations = dict(written.metadata.annotations)
-                if annotation is None:
-                    annotations.pop(ROUTES_OMITTED_ANNOTATION, None)
-                else:
-                    annotations[ROUTES_OMITTED_ANNOTATION] = annotation
-                metadata = written.metadata.model_copy(update={"annotations": annotations})
-                written = await self._datastore.update(written.model_copy(update={"metadata": metadata}))
+                written = await self._datastore.update_annotations(
+                    written, {ROUTES_OMITTED_ANNOTATION: annotation}
+                )
         return written
 
     async def _catch_up(self, name: str) -> None:

@@ -38,14 +38,15 @@ def reverse_uid(uid: str) -> str:
     return str(uuid.UUID(bytes=flipped))
 
 
-def _is_calico_key(key: str) -> bool:
+def is_calico_key(key: str) -> bool:
+    """Whether a label/annotation key belongs to Calico (kept on the v1 CR itself)."""
     return any(marker in key for marker in _CALICO_KEY_MARKERS)
 
 
 def _split(values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(Calico-owned entries kept on the CR, the rest)."""
-    calico = {key: value for key, value in values.items() if _is_calico_key(key)}
-    rest = {key: value for key, value in values.items() if not _is_calico_key(key)}
+    calico = {key: value for key, value in values.items() if is_calico_key(key)}
+    rest = {key: value for key, value in values.items() if not is_calico_key(key)}
     return calico, rest
 
 

@@ -5,8 +5,10 @@ Semantics every backend keeps:
 - resourceVersion is an opaque decimal string that changes on every write of the object.
 - ``update`` writes metadata (labels, annotations) and spec, keeps the stored status, and bumps
   ``generation`` only when the spec changed. ``update_status`` writes status only and keeps spec,
-  labels and generation. Both are compare-and-swap on ``metadata.resource_version``: a stale one
-  raises ``Conflict``.
+  labels and generation. ``update_annotations`` sets or removes the named annotations only (what
+  the agent reports beside the status: on Kubernetes a merge patch, so the agent needs no right to
+  rewrite a spec). All are compare-and-swap on ``metadata.resource_version``: a stale one raises
+  ``Conflict``.
 - ``watch`` yields every change after ``resource_version`` in order; when that revision is gone
   (compacted) it raises ``WatchExpired`` and the caller re-lists. A lost connection raises
   ``Unavailable``; watching again from the last event's ``resource_version`` resumes without gaps.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,6 +118,13 @@ class Datastore(abc.ABC):
     @abc.abstractmethod
     async def update_status(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
         """Status-only update, CAS on obj.metadata.resource_version. Raises Conflict, NotFound."""
+
+    @abc.abstractmethod
+    async def update_annotations(
+        self, obj: CalicoNodeStatus, changes: Mapping[str, str | None]
+    ) -> CalicoNodeStatus:
+        """Sets (a value) or removes (None) the annotations in ``changes`` and nothing else, CAS on
+        obj.metadata.resource_version; generation is kept. Raises Conflict, NotFound."""
 
     @abc.abstractmethod
     async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:

@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +44,7 @@ from calico_nodestatus.datastore.base import (
     WatchExpired,
 )
 from calico_nodestatus.datastore.rules import (
+    merge_annotations,
     merge_status,
     merge_update,
     node_filtered_event,
@@ -315,6 +316,11 @@ class EmbeddedDatastore(Datastore):
 
     async def update_status(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
         return await self._replace(obj, merge_status)
+
+    async def update_annotations(
+        self, obj: CalicoNodeStatus, changes: Mapping[str, str | None]
+    ) -> CalicoNodeStatus:
+        return await self._replace(obj, lambda stored, _incoming: merge_annotations(stored, changes))
 
     async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
         expected = None if resource_version is None else parse_resource_version(resource_version, "a Delete")

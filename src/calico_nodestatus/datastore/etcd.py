@@ -42,7 +42,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,6 +66,7 @@ from calico_nodestatus.datastore.base import (
 )
 from calico_nodestatus.datastore.config import DatastoreConfig, DatastoreConfigError
 from calico_nodestatus.datastore.rules import (
+    merge_annotations,
     merge_status,
     merge_update,
     parse_resource_version,
@@ -422,6 +423,11 @@ class EtcdDatastore(Datastore):
 
     async def update_status(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
         return await self._replace(obj, merge_status)
+
+    async def update_annotations(
+        self, obj: CalicoNodeStatus, changes: Mapping[str, str | None]
+    ) -> CalicoNodeStatus:
+        return await self._replace(obj, lambda stored, _incoming: merge_annotations(stored, changes))
 
     async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
         expected = None if resource_version is None else parse_resource_version(resource_version, "a Delete")

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -30,7 +30,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError
 
 from calico_nodestatus.api import CalicoNodeStatus
-from calico_nodestatus.api.crd_v1 import crd_v1_to_wire
+from calico_nodestatus.api.crd_v1 import crd_v1_to_wire, is_calico_key
 from calico_nodestatus.api.errors import ValidationFailure
 from calico_nodestatus.datastore.base import (
     AlreadyExists,
@@ -64,6 +64,7 @@ LEASE_MANAGED_BY: Final = ("app.kubernetes.io/managed-by", "calico-nodestatus")
 WATCH_SERVER_TIMEOUT_SECONDS: Final = 300
 LIST_PAGE_SIZE: Final = 500
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
+MERGE_PATCH: Final = "application/merge-patch+json"
 _UNSUPPORTED_FIELD_LABEL: Final = "field label not supported"
 # ObjectMeta fields the v3 model carries; the server adds others (managedFields, ...).
 _V3_METADATA_KEYS: Final = (
@@ -218,9 +219,14 @@ class KubernetesDatastore(Datastore):
         *,
         params: dict[str, str] | None = None,
         body: object = None,
+        content_type: str | None = None,
     ) -> httpx2.Response:
         try:
-            return await self._http.request(method, path, params=params, json=body)
+            if content_type is None:
+                return await self._http.request(method, path, params=params, json=body)
+            return await self._http.request(
+                method, path, params=params, content=json.dumps(body), headers={"Content-Type": content_type}
+            )
         except httpx2.TransportError as exc:
             raise Unavailable(f"kubernetes API {self._server} unreachable: {exc}") from exc
 
@@ -233,8 +239,9 @@ class KubernetesDatastore(Datastore):
         params: dict[str, str] | None = None,
         body: object = None,
         creating: bool = False,
+        content_type: str | None = None,
     ) -> dict[str, Any]:
-        response = await self._send(method, path, params=params, body=body)
+        response = await self._send(method, path, params=params, body=body, content_type=content_type)
         if not response.is_success:
             raise error_for_status(response.status_code, _json_or_text(response), name, creating=creating)
         return response.json()
@@ -317,10 +324,13 @@ class KubernetesDatastore(Datastore):
         return objects, revision
 
     async def create(self, obj: CalicoNodeStatus) -> CalicoNodeStatus:
-        body = await self._to_body(obj)
+        # Server-managed metadata is the server's to set; dropped before translation (in v1 mode a
+        # client's uid would otherwise be transformed, and refused if it is not a UUID).
+        server_managed = dict.fromkeys(("uid", "resource_version", "creation_timestamp", "generation"))
+        body = await self._to_body(
+            obj.model_copy(update={"metadata": obj.metadata.model_copy(update=server_managed)})
+        )
         body.pop("status", None)
-        for key in ("resourceVersion", "uid", "creationTimestamp", "generation"):
-            body.get("metadata", {}).pop(key, None)
         name = obj.metadata.name
         created = await self._cr_request("POST", await self._collection(), name, body=body, creating=True)
         return await self._from_body(created)
@@ -352,12 +362,46 @@ class KubernetesDatastore(Datastore):
         stored["status"] = body.get("status")
         return await self._from_body(await self._cr_request("PUT", item, name, body=stored))
 
+    async def update_annotations(
+        self, obj: CalicoNodeStatus, changes: Mapping[str, str | None]
+    ) -> CalicoNodeStatus:
+        # A JSON merge patch of the annotations alone, conditioned on the resourceVersion: the
+        # agent's RBAC then needs `patch`, never `update`, on the main resource.
+        name = obj.metadata.name
+        revision = checked_revision(obj.metadata.resource_version, "an Update")
+        if await self.api_version() == V1_API_VERSION and not all(map(is_calico_key, changes)):
+            # Other keys travel inside libcalico-go's metadata annotation, which a patch cannot edit.
+            raise DatastoreError(
+                f"kubernetes datastore: only Calico annotation keys can be patched, got {sorted(changes)}"
+            )
+        patch = {"metadata": {"resourceVersion": revision, "annotations": dict(changes)}}
+        patched = await self._cr_request(
+            "PATCH", await self._item(name), name, body=patch, content_type=MERGE_PATCH
+        )
+        return await self._from_body(patched)
+
     async def delete(self, name: str, resource_version: str | None = None) -> CalicoNodeStatus:
-        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
-        if resource_version is not None:
-            options["preconditions"] = {"resourceVersion": checked_revision(resource_version, "a Delete")}
-        deleted = await self._cr_request("DELETE", await self._item(name), name, body=options)
-        return await self._from_body(deleted)
+        # A custom resource's DELETE answers with a `Status`, not the object: the object is read
+        # first and deleted on that read's resourceVersion, so what is returned is what was deleted.
+        expected = None if resource_version is None else checked_revision(resource_version, "a Delete")
+        item = await self._item(name)
+        while True:
+            stored = await self._cr_request("GET", item, name)
+            revision = stored["metadata"].get("resourceVersion")
+            if expected is not None and revision != expected:
+                raise Conflict(name)
+            options = {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "preconditions": {"resourceVersion": revision},
+            }
+            try:
+                await self._cr_request("DELETE", item, name, body=options)
+            except Conflict:
+                if expected is not None:
+                    raise
+                continue  # written in between: read again
+            return await self._from_body(stored)
 
     async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
         collection = await self._collection()

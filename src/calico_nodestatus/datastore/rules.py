@@ -6,6 +6,7 @@ status, update keeps the stored status, update_status keeps the stored spec/labe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusStatus
@@ -48,6 +49,20 @@ def merge_status(stored: CalicoNodeStatus, incoming: CalicoNodeStatus) -> Calico
     """Status from `incoming`; everything else as stored."""
     metadata = stored.metadata.model_copy(update={"resource_version": None})
     return stored.model_copy(update={"metadata": metadata, "status": incoming.status})
+
+
+def merge_annotations(
+    stored: CalicoNodeStatus, changes: Mapping[str, str | None]
+) -> CalicoNodeStatus:
+    """The stored object with the annotations in `changes` set (a value) or removed (None)."""
+    annotations = dict(stored.metadata.annotations)
+    for key, value in changes.items():
+        if value is None:
+            annotations.pop(key, None)
+        else:
+            annotations[key] = value
+    metadata = stored.metadata.model_copy(update={"annotations": annotations, "resource_version": None})
+    return stored.model_copy(update={"metadata": metadata})
 
 
 def with_resource_version(obj: CalicoNodeStatus, revision: int) -> CalicoNodeStatus:
