@@ -1,7 +1,7 @@
 """CLI test set-up: the real console commands against a real datastore.
 
 `target` is parametrised over datastore backends (the embedded SQLite file, a real etcd server,
-and a Kubernetes cluster when KUBECONFIG points at one), so the same CLI tests and the
+and the real kube-apiserver of tests/plugins/kubernetes.py in both CRD modes), so the same CLI tests and the
 bad-manifest corpus run against each; a backend joins by adding a param that builds its `CliTarget`.
 """
 
@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,7 +26,12 @@ from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import RESOURCE_PREFIX
 from calico_nodestatus.datastore.factory import open_datastore
+from calico_nodestatus.datastore.kubernetes import V1_API_VERSION, V3_API_VERSION
+from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.plugins.etcd import CALICO_PREFIX, EtcdServer
+from tests.plugins.kubernetes import clean_kubernetes
+
+KUBE_MODES = {"kubernetes-v1": V1_API_VERSION, "kubernetes-v3": V3_API_VERSION}
 
 MANIFESTS = Path(__file__).parent.parent / "fixtures" / "manifests"
 # Every variable that could select a datastore behind the test's back.
@@ -38,6 +43,7 @@ DATASTORE_ENV = (
     "ETCD_CERT_FILE",
     "ETCD_KEY_FILE",
     "KUBECONFIG",
+    "CALICO_API_GROUP",
 )
 
 T = TypeVar("T")
@@ -52,10 +58,11 @@ class CliTarget:
     global_args: list[str]
     config: DatastoreConfig  # the same datastore, for set-up through the datastore API
     raw_content: Callable[[], RawContent]
+    env: dict[str, str] = field(default_factory=dict)  # besides global_args (the API group)
 
     def run(self, *args: str, stdin: str | None = None) -> Result:
-        # Isolated from the caller's DATASTORE_TYPE etc.: only global_args choose the datastore.
-        env: dict[str, str | None] = dict.fromkeys(DATASTORE_ENV)
+        # Isolated from the caller's DATASTORE_TYPE etc.: only global_args (and env) choose the datastore.
+        env: dict[str, str | None] = {**dict.fromkeys(DATASTORE_ENV), **self.env}
         return CliRunner().invoke(cli, [*self.global_args, *args], input=stdin, env=env)
 
     def ok(self, *args: str, stdin: str | None = None) -> Result:
@@ -105,31 +112,31 @@ async def _delete_all(datastore: Datastore) -> None:
         await datastore.delete(obj.name)
 
 
-def _kubernetes_target(request: pytest.FixtureRequest) -> Iterator[CliTarget]:
-    reason: str | None = request.getfixturevalue("kubernetes_unavailable")  # tests/plugins/kubernetes.py
-    if reason:
-        pytest.skip(reason)
-    config = DatastoreConfig.from_env(type="kubernetes")
+def _kubernetes_target(request: pytest.FixtureRequest, api_version: str) -> Iterator[CliTarget]:
+    plane: ControlPlane = request.getfixturevalue("control_plane")  # tests/plugins/kubernetes.py
+    config = DatastoreConfig(type="kubernetes", kubeconfig=plane.admin_kubeconfig, kube_api_group=api_version)
     cluster = CliTarget(
-        ["--datastore-type", "kubernetes", "--kubeconfig", str(config.kubeconfig)],
+        ["--datastore-type", "kubernetes", "--kubeconfig", str(plane.admin_kubeconfig)],
         config,
         lambda: cluster.on_datastore(_listed_content),
+        {"CALICO_API_GROUP": api_version},
     )
-    cluster.on_datastore(_delete_all)
+    clean_kubernetes(plane)
     yield cluster
-    cluster.on_datastore(_delete_all)
+    clean_kubernetes(plane)
 
 
 @pytest.fixture(
     params=[
         "embedded",
         pytest.param("etcdv3", marks=pytest.mark.etcd),
-        pytest.param("kubernetes", marks=pytest.mark.kubernetes),
+        pytest.param("kubernetes-v1", marks=pytest.mark.kubernetes),
+        pytest.param("kubernetes-v3", marks=pytest.mark.kubernetes),
     ]
 )
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CliTarget]:
-    if request.param == "kubernetes":
-        yield from _kubernetes_target(request)
+    if request.param.startswith("kubernetes-"):
+        yield from _kubernetes_target(request, KUBE_MODES[request.param])
     elif request.param == "etcdv3":
         server: EtcdServer = request.getfixturevalue("etcd")  # removes /calico/ keys after the test
         server.etcdctl("del", "--prefix", CALICO_PREFIX)  # and starts from nothing, whatever ran before

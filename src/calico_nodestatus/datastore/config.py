@@ -23,6 +23,7 @@ ENV_NAMES = {
     "etcd_cert_file": "ETCD_CERT_FILE",
     "etcd_key_file": "ETCD_KEY_FILE",
     "kubeconfig": "KUBECONFIG",
+    "kube_api_group": "CALICO_API_GROUP",
 }
 DEFAULT_ETCD_ENDPOINT = "http://127.0.0.1:2379"
 
@@ -74,6 +75,8 @@ class DatastoreConfig:
     etcd_cert_file: Path | None = None
     etcd_key_file: Path | None = None
     kubeconfig: Path | None = None
+    # `crd.projectcalico.org/v1` or `projectcalico.org/v3`; None: decided by API discovery.
+    kube_api_group: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in DATASTORE_TYPES:
@@ -124,6 +127,8 @@ class DatastoreConfig:
                 kwargs[name] = str(value).strip().lower()
             elif name == "etcd_endpoints":
                 kwargs[name] = parse_endpoints(cast("str | list[str]", value))
+            elif name == "kube_api_group":
+                kwargs[name] = str(value).strip()
             elif name == "kubeconfig":
                 # KUBECONFIG may list several files; the first one is used, as kubectl merges from it.
                 kwargs[name] = Path(str(value).split(os.pathsep)[0]).expanduser()

@@ -205,6 +205,7 @@ class KubernetesDatastore(Datastore):
             kube_config, ConnectionParams(timeout=httpx2.Timeout(REQUEST_TIMEOUT_SECONDS))
         )
         self._api_version = api_version
+        self._configured_group = config.kube_api_group
         self._namespace = namespace or os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
         # Learnt on first use: whether the CRD declares spec.node selectable / has a status subresource.
         self._server_node_filter = True
@@ -249,7 +250,7 @@ class KubernetesDatastore(Datastore):
     async def api_version(self) -> str:
         """The CRD group/version in use (decided once, on first use)."""
         if self._api_version is None:
-            env_value = os.environ.get(API_GROUP_ENV)
+            env_value = self._configured_group or os.environ.get(API_GROUP_ENV)
             groups: list[str] | None = None
             if not env_value:
                 try:
