@@ -1,5 +1,10 @@
 """Fixtures for the agent's end-to-end tests: one real BIRD lab shared by the session, a datastore
-per test (embedded by default, the same tests on a real etcd), agents in-process or as processes."""
+per test (embedded by default, the same tests on a real etcd and on the real kube-apiserver),
+agents in-process or as processes.
+
+On Kubernetes the test itself works as the cluster admin (``store``), while agents authenticate as
+the DaemonSet's ServiceAccount with the RBAC of deploy/ applied as shipped (``agent_env``), so a
+request the shipped rules do not allow fails here as it would on a cluster."""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
+from calico_nodestatus.datastore.kubernetes import V1_API_VERSION
+from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.plugins.agent import agent_argv, embedded_env, node_status, wait_for  # noqa: F401 - the suite imports them here
+from tests.plugins.kubernetes import AGENT_NAMESPACE, clean_kubernetes
 from tests.plugins.lab import built_lab
 
 HEARTBEAT_SECONDS = 0.5
@@ -45,23 +53,48 @@ def lab(agent_lab: Any) -> Iterator[Any]:
     agent_lab.wait_established(timeout=60)
 
 
-# The datastore of every end-to-end test: embedded, or etcd with AGENT_E2E_DATASTORE=etcd (one flag
-# runs them all on a real etcd). The core tests (`on_both_datastores`) always run on both.
+# The datastore of every end-to-end test: embedded, or etcd / kubernetes with AGENT_E2E_DATASTORE
+# (one flag runs them all there). The core tests (`on_every_datastore`) always run on all three.
+DATASTORES = ("embedded", "etcd", "kubernetes")
 DEFAULT_DATASTORE = os.environ.get("AGENT_E2E_DATASTORE", "embedded")
-on_both_datastores = pytest.mark.parametrize(
-    "datastore_env", ["embedded", pytest.param("etcd", marks=pytest.mark.etcd)], indirect=True
+on_every_datastore = pytest.mark.parametrize(
+    "datastore_env",
+    [
+        "embedded",
+        pytest.param("etcd", marks=pytest.mark.etcd),
+        pytest.param("kubernetes", marks=pytest.mark.kubernetes),
+    ],
+    indirect=True,
 )
 
 
 @pytest.fixture
-def datastore_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """How agents and the test reach the datastore, as the environment the CLI reads."""
+def datastore_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """How the test reaches the datastore (with full rights), as the environment the CLI reads."""
     kind = getattr(request, "param", DEFAULT_DATASTORE)
+    if kind not in DATASTORES:
+        pytest.fail(f"AGENT_E2E_DATASTORE: expected one of {', '.join(DATASTORES)}, got {kind!r}")
     if kind == "etcd":
-        return request.getfixturevalue("etcd").datastore_env()
-    if kind != "embedded":
-        pytest.fail(f"AGENT_E2E_DATASTORE: expected embedded or etcd, got {kind!r}")
-    return embedded_env(tmp_path / "datastore.db")
+        yield request.getfixturevalue("etcd").datastore_env()
+    elif kind == "kubernetes":
+        plane: ControlPlane = request.getfixturevalue("control_plane")
+        yield {
+            "DATASTORE_TYPE": "kubernetes",
+            "KUBECONFIG": str(plane.admin_kubeconfig),
+            "CALICO_API_GROUP": V1_API_VERSION,
+        }
+        clean_kubernetes(plane)
+    else:
+        yield embedded_env(tmp_path / "datastore.db")
+
+
+@pytest.fixture
+def agent_env(request: pytest.FixtureRequest, datastore_env: dict[str, str]) -> dict[str, str]:
+    """How agents reach the same datastore: on Kubernetes as the DaemonSet's ServiceAccount."""
+    if datastore_env["DATASTORE_TYPE"] != "kubernetes":
+        return datastore_env
+    kubeconfig: Path = request.getfixturevalue("agent_kubeconfig")
+    return datastore_env | {"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": AGENT_NAMESPACE}
 
 
 @pytest.fixture
@@ -80,7 +113,7 @@ class AgentProcess:
 
 
 @pytest.fixture
-def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def agent_factory(agent_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """``start(node, size_budget=None, in_process=True)``: an agent for a lab node.
 
     In-process agents are async context managers (yield the NodeStatusAgent); process agents
@@ -103,7 +136,7 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
             **({"size_budget_bytes": size_budget} if size_budget else {}),
         )
         sockets = (str(node.socket_v4), str(node.socket_v6) if node.socket_v6 else None)
-        async with open_datastore(DatastoreConfig.from_env(environ=datastore_env)) as datastore:
+        async with open_datastore(DatastoreConfig.from_env(environ=agent_env)) as datastore:
             agent = NodeStatusAgent(datastore, settings, bird_collector(*sockets))
             task = asyncio.create_task(agent.run())
             try:
@@ -127,7 +160,7 @@ def agent_factory(datastore_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
         )
         with log.open("wb") as out:
             process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **datastore_env}
+                argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **agent_env}
             )
         started = AgentProcess(process, log)
         processes.append(started)

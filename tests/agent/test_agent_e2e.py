@@ -1,7 +1,9 @@
 """The agent end to end: real BIRD daemons in the lab, a real datastore, agents in-process or as
 real processes. Periods are 1-3 s to keep the suite fast. Every test runs on the embedded datastore
-(or all on etcd: AGENT_E2E_DATASTORE=etcd); the core ones also on a real etcd: create, quiet node
-with its lease, kill/restart, and the node-filtered watch's delete and hand-over."""
+(or all on etcd or kubernetes: AGENT_E2E_DATASTORE=etcd|kubernetes); the core ones on all three:
+create, class/period changes, period 0, quiet node with its lease, kill/restart, the node-filtered
+watch's delete and hand-over, and a table above the budget (its annotation written under the
+ServiceAccount's shipped RBAC on Kubernetes)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, serialised_size
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore, NotFound
-from tests.agent.conftest import node_status, on_both_datastores, wait_for
+from tests.agent.conftest import node_status, on_every_datastore, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -50,7 +52,7 @@ def _other(lab: Any, node: Any) -> list[Any]:
     return [n for n in lab.nodes if n.name != node.name]
 
 
-@on_both_datastores
+@on_every_datastore
 async def test_create_fills_every_field_within_one_period(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -89,6 +91,7 @@ async def test_create_fills_every_field_within_one_period(
     assert obj.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) is None
 
 
+@on_every_datastore
 async def test_class_and_period_changes_take_effect_at_once(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -120,6 +123,7 @@ async def test_class_and_period_changes_take_effect_at_once(
         assert agent.snapshot().counters.collections - before >= 3
 
 
+@on_every_datastore
 async def test_period_zero_writes_once_even_when_bird_changes(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -155,7 +159,7 @@ async def test_peer_bird_stop_shows_session_down_within_a_period(
         assert v6.number_established_v6 == 2  # the IPv6 daemon of the peer still runs
 
 
-@on_both_datastores
+@on_every_datastore
 async def test_quiet_node_keeps_resource_version_while_liveness_stays_fresh(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -173,7 +177,7 @@ async def test_quiet_node_keeps_resource_version_while_liveness_stays_fresh(
         assert agent.snapshot().counters.collections - collections >= 3  # it did look, every period
 
 
-@on_both_datastores
+@on_every_datastore
 async def test_killed_agent_goes_stale_and_restart_resumes_without_a_write(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -206,7 +210,7 @@ async def test_killed_agent_goes_stale_and_restart_resumes_without_a_write(
     assert "event=status_written" not in second.output()
 
 
-@on_both_datastores
+@on_every_datastore
 async def test_delete_stops_work_and_moving_node_hands_over(
     lab: Any, store: Datastore, agent_factory: Any
 ) -> None:
@@ -242,6 +246,7 @@ async def _dropped(agent: Any, name: str) -> bool:
     return name not in agent.snapshot().objects
 
 
+@on_every_datastore
 @pytest.mark.parametrize("budget", [64 * 1024, None], ids=["64KiB", "default-1MiB"])
 async def test_large_route_table_stays_under_budget(
     lab: Any, store: Datastore, agent_factory: Any, budget: int | None

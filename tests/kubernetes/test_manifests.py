@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION, V3_API_VERSION
+from calico_nodestatus.lab.controlplane import ControlPlane
 from calico_nodestatus.metrics.catalogue import DEFAULT_METRICS_PORT
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
@@ -60,7 +60,13 @@ def test_the_schema_check_rejects_an_unknown_field() -> None:
 
 def test_kustomization_lists_existing_manifests() -> None:
     (kustomization,) = documents("kustomization.yaml")
-    assert kustomization["resources"] == ["namespace.yaml", "crd.yaml", "rbac.yaml", "daemonset.yaml"]
+    assert kustomization["resources"] == [
+        "namespace.yaml",
+        "crd.yaml",
+        "rbac.yaml",
+        "agent-admission-policy.yaml",
+        "daemonset.yaml",
+    ]
     assert all((DEPLOY / resource).is_file() for resource in kustomization["resources"])
 
 
@@ -74,21 +80,17 @@ def rule_set(role: dict[str, Any]) -> set[tuple[str, str, str]]:
     }
 
 
-def test_rbac_is_least_privilege() -> None:
+def test_rbac_grants_nothing_broad() -> None:
+    """The exact rule set is derived from the agent's real requests on a real apiserver
+    (tests/agent/test_agent_rbac.py); here: no wildcard, nothing sensitive, the Role namespaced."""
     docs = documents("rbac.yaml")
-    groups = [V1_API_VERSION.split("/")[0], V3_API_VERSION.split("/")[0]]
-    cluster_rule_set = rule_set(only(docs, "ClusterRole"))
-    assert cluster_rule_set == {
-        *((group, PLURAL, verb) for group in groups for verb in ("get", "list", "watch")),
-        *((group, f"{PLURAL}/status", "update") for group in groups),
-    }
     role = only(docs, "Role")
     assert role["metadata"]["namespace"] == "calico-system"
-    assert rule_set(role) == {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
     text = (DEPLOY / "rbac.yaml").read_text()
     assert "*" not in "".join(line.split("#")[0] for line in text.splitlines())
-    granted = {resource for _, resource, _ in cluster_rule_set | rule_set(role)}
+    granted = {resource for _, resource, _ in rule_set(only(docs, "ClusterRole")) | rule_set(role)}
     assert not granted & {"secrets", "configmaps", "nodes", "pods"}
+    assert {resource for _, resource, _ in rule_set(role)} == {"leases"}
 
 
 def test_rbac_binds_the_daemonsets_service_account() -> None:
@@ -201,3 +203,12 @@ def test_etcd_variant_differs_only_in_the_datastore() -> None:
     etcd["spec"]["template"]["spec"]["volumes"].remove(certs)
     rendered = yaml.safe_dump(etcd).replace("calico-nodestatus-etcd", "calico-nodestatus")
     assert yaml.safe_load(rendered) == base
+
+
+@pytest.mark.kubernetes
+@pytest.mark.parametrize("name", manifest_files())
+def test_the_real_apiserver_accepts_the_manifest(name: str, control_plane: ControlPlane) -> None:
+    """Beyond the offline schemas: the apiserver's own validation (and CEL compilation of the
+    admission policy) with a server-side dry run."""
+    result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(DEPLOY / name), check=False)
+    assert result.returncode == 0, result.stderr

@@ -4,7 +4,8 @@ envtest runs one.
 
 - ``control_plane`` (session): the running control plane with deploy/namespace.yaml, both CRDs
   (``crd.projectcalico.org/v1`` from deploy/crd.yaml and the native ``projectcalico.org/v3`` one)
-  and deploy/rbac.yaml applied exactly as shipped. Stopped at the end of the run, also on failure.
+  and deploy/rbac.yaml with the agent's admission policy applied exactly as shipped. Stopped at
+  the end of the run, also on failure.
 - ``agent_kubeconfig`` (session): a kubeconfig authenticating as the DaemonSet's ServiceAccount
   (``calico-system/calico-nodestatus``) with a token from the TokenRequest API.
 - ``kube_api_groups``: the two modes, ``crd.projectcalico.org/v1`` and ``projectcalico.org/v3``.
@@ -42,6 +43,7 @@ def install_calico_nodestatus(plane: ControlPlane) -> None:
     plane.apply(yaml.safe_dump(build_crd(API_GROUP)))
     plane.wait_established(CRD_NAMES)
     plane.apply(DEPLOY / "rbac.yaml")
+    plane.apply(DEPLOY / "agent-admission-policy.yaml")
 
 
 def clean_kubernetes(plane: ControlPlane) -> None:

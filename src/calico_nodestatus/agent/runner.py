@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -197,8 +198,9 @@ class NodeStatusAgent:
         self._collected: CollectedSections | None = None
         self._collected_at: datetime | None = None
         self._last_write_at: datetime | None = None
-        self._datastore_ok = True
-        self._datastore_reason = ""
+        # What failed last, per kind of datastore work ("watch", "liveness", "write"): the datastore
+        # counts as ready only when none did, so a renewed Lease does not hide refused writes.
+        self._datastore_faults: dict[str, str] = {}
         self._collect_backoff = Backoff()
         self._writes_wanted = asyncio.Event()  # the writer has something to look at
         self._datastore_back = asyncio.Event()  # set on the first success after a failure
@@ -220,8 +222,8 @@ class NodeStatusAgent:
             collected=self._collected,
             collected_at=self._collected_at,
             last_write_at=self._last_write_at,
-            datastore_ok=self._datastore_ok,
-            datastore_reason=self._datastore_reason,
+            datastore_ok=not self._datastore_faults,
+            datastore_reason=self._datastore_reason(),
             routes_omitted={name: dict(t.omitted) for name, t in tracked if t.omitted},
             counters=replace(self._counters),
             object_reports={
@@ -244,7 +246,7 @@ class NodeStatusAgent:
                     self._inbox.put_nowait,
                     timeout_seconds=self._settings.datastore_timeout_seconds,
                     resync_seconds=self._settings.resync_seconds,
-                    on_datastore_state=self._set_datastore_state,
+                    on_datastore_state=functools.partial(self._set_datastore_state, "watch"),
                     wake=self._datastore_back,
                 ),
                 name=f"watch-{node}",
@@ -413,6 +415,8 @@ class NodeStatusAgent:
             if ready:
                 continue  # statuses collected meanwhile are looked at before waiting
             retries = [t.retry_at for t in self._tracked.values() if t.desired is not None and t.retry_at]
+            if not retries:
+                self._set_datastore_state("write", True, "")  # a failed write's object is gone
             timeout = max(0.0, min(retries) - now) if retries else None  # seconds from now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -470,7 +474,7 @@ class NodeStatusAgent:
             except NotFound:
                 self._drop(name, "deleted (write found no object)")
                 return
-            self._set_datastore_state(True, "")
+            self._set_datastore_state("write", True, "")
             tracked = self._tracked.get(name)
             if tracked is None:
                 return
@@ -541,7 +545,7 @@ class NodeStatusAgent:
     def _write_failed(self, name: str, desired: _Desired, exc: BaseException) -> None:
         self._counters.write_errors += 1
         reason = str(exc) or type(exc).__name__
-        self._set_datastore_state(False, reason)
+        self._set_datastore_state("write", False, reason)
         tracked = self._tracked.get(name)
         if tracked is None:
             return
@@ -563,10 +567,10 @@ class NodeStatusAgent:
                     )
             except (DatastoreError, OSError, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
-                self._set_datastore_state(False, reason)
+                self._set_datastore_state("liveness", False, reason)
                 log_event(log, logging.WARNING, "liveness_renew_failed", node=settings.node, error=reason)
             else:
-                self._set_datastore_state(True, "")
+                self._set_datastore_state("liveness", True, "")
                 log_event(log, logging.DEBUG, "liveness_renewed", node=settings.node)
             self._write_component("agent", ready=True, reason="")
             self._last_heartbeat_at = self._wall_clock()
@@ -586,13 +590,20 @@ class NodeStatusAgent:
                 error=str(exc) or repr(exc),
             )
 
-    def _set_datastore_state(self, ok: bool, reason: str) -> None:
-        changed = (ok, reason) != (self._datastore_ok, self._datastore_reason)
-        if ok and not self._datastore_ok:
-            self._datastore_back.set()  # the watch may be backing off: retry now
-        self._datastore_ok, self._datastore_reason = ok, reason
-        if changed:
-            self._write_component("datastore", ready=ok, reason=reason)
+    def _datastore_reason(self) -> str:
+        return "; ".join(f"{work}: {reason}" for work, reason in sorted(self._datastore_faults.items()))
+
+    def _set_datastore_state(self, work: str, ok: bool, reason: str) -> None:
+        before = dict(self._datastore_faults)
+        if ok:
+            self._datastore_faults.pop(work, None)
+        else:
+            self._datastore_faults[work] = reason
+        if ok and work != "watch" and "watch" in before:
+            self._datastore_back.set()  # the datastore answers again; the watch may be backing off
+        if self._datastore_faults != before:
+            ready = not self._datastore_faults
+            self._write_component("datastore", ready=ready, reason=self._datastore_reason())
 
     def _update_bird_health(self, collected: CollectedSections, classes: Collection[NodeStatusClass]) -> None:
         for family, component in ((4, "bird"), (6, "bird6")):

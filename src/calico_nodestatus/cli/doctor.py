@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -51,6 +52,13 @@ def render_text(report: Report) -> str:
     show_default=True,
     help="Seconds to wait for each TCP connect to a peer's BGP port.",
 )
+@click.option(
+    "--status-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CALICO_NODESTATUS_STATUS_FILE",
+    help="The agent's status file: report what the agent says of itself (e.g. a datastore permission "
+    "its identity lacks).",
+)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def doctor(
@@ -61,12 +69,13 @@ def doctor(
     bird6_socket: str | None,
     autodetection_method: str,
     connect_timeout: float,
+    status_file: Path | None,
     output: str,
 ) -> None:
     """Diagnose BGP on this node (run it in the node's network namespace): BIRD daemons, every
     session that is not Established (with a real TCP connect to the peer's port 179 and BIRD's own
     error), the address BIRD peers from versus IP autodetection, duplicate addresses across nodes,
-    and the agent's liveness in the datastore.
+    the agent's liveness in the datastore, and (with --status-file) what the agent reports of itself.
 
     Exit 0 when everything is ok, 1 when any check fails, 2 when there are only warnings."""
     try:
@@ -84,6 +93,7 @@ def doctor(
         autodetection_method=autodetection_method,
         connect_timeout=connect_timeout,
         datastore=config,
+        status_file=status_file,
     )
     report = diagnose(asyncio.run(gather_evidence(options)))
     if output == "json":

@@ -71,6 +71,16 @@ class Unavailable(DatastoreError):
     """The datastore cannot be reached or timed out; retry with backoff."""
 
 
+class PermissionDenied(DatastoreError):
+    """The datastore refused the request for this identity (Kubernetes RBAC, etcd auth). Retrying
+    will not help until an operator grants it; the message names what was refused."""
+
+    MARKER = "permission denied"
+
+    def __init__(self, detail: str, remedy: str) -> None:
+        super().__init__(f"{self.MARKER}: {detail}; {remedy}")
+
+
 class EventType(enum.StrEnum):
     ADDED = "ADDED"
     MODIFIED = "MODIFIED"

@@ -41,6 +41,7 @@ from calico_nodestatus.datastore.base import (
     InvalidResourceVersion,
     LivenessRecord,
     NotFound,
+    PermissionDenied,
     Unavailable,
     WatchEvent,
     WatchExpired,
@@ -65,6 +66,10 @@ WATCH_SERVER_TIMEOUT_SECONDS: Final = 300
 LIST_PAGE_SIZE: Final = 500
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 MERGE_PATCH: Final = "application/merge-patch+json"
+RBAC_REMEDY: Final = (
+    "grant the rules of deploy/rbac.yaml to this identity (the agent's ServiceAccount needs get, list, "
+    "watch and patch on caliconodestatuses, update on caliconodestatuses/status, and its Lease)"
+)
 _UNSUPPORTED_FIELD_LABEL: Final = "field label not supported"
 # ObjectMeta fields the v3 model carries; the server adds others (managedFields, ...).
 _V3_METADATA_KEYS: Final = (
@@ -152,6 +157,8 @@ def error_for_status(code: int, body: object, name: str, *, creating: bool = Fal
         return AlreadyExists(name, message) if creating else Conflict(name)
     if code == 410:
         return WatchExpired(message)
+    if code == 403:
+        return PermissionDenied(f"the kubernetes API answered 403: {message}", RBAC_REMEDY)
     if code == 429 or code >= 500:
         return Unavailable(f"kubernetes API unavailable ({code}): {message}")
     return DatastoreError(f"kubernetes API rejected the request ({code}): {message}")

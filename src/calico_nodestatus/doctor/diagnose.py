@@ -13,8 +13,10 @@ import ipaddress
 import shlex
 from collections.abc import Iterable, Sequence
 
+from calico_nodestatus.datastore.base import PermissionDenied
 from calico_nodestatus.doctor.model import (
     AddressEvidence,
+    AgentStatusEvidence,
     Check,
     ConnectOutcome,
     DaemonEvidence,
@@ -50,6 +52,7 @@ def diagnose(evidence: Evidence) -> Report:
         *check_bgp_address(evidence),
         check_duplicates(evidence),
         check_datastore(evidence.node, evidence.datastore),
+        *check_agent_status(evidence.node, evidence.agent),
     ]
     return Report(node=evidence.node, checks=checks)
 
@@ -599,3 +602,45 @@ def check_datastore(node: str, store: DatastoreEvidence) -> Check:
         summary=f"datastore reachable; agent liveness renewed {age:.0f}s ago (TTL {record.ttl_seconds:g}s)",
         evidence=[f"datastore {store.description}", f"holder {record.holder}"],
     )
+
+
+# --- the agent's own view (its status file) -----------------------------------------------------
+
+_PERMISSION_REMEDY = (
+    "the agent's identity lacks a permission: apply deploy/rbac.yaml as shipped to its ServiceAccount "
+    "(or grant what the message names), then watch the agent's log for status_written"
+)
+
+
+def check_agent_status(node: str, agent: AgentStatusEvidence) -> list[Check]:
+    """One check per component the agent reports not ready; nothing without a status file."""
+    if agent.path is None:
+        return []
+    result = functools.partial(Check, check="agent", subject=node)
+    if agent.error is not None:
+        return [
+            result(
+                verdict=Verdict.WARN,
+                summary="the agent's status file cannot be read",
+                evidence=[agent.error],
+                remedy="check that `calico-nodestatus agent --status-file` runs on this node with this path",
+            )
+        ]
+    failing = {name: state for name, state in agent.components.items() if not state.ready}
+    if not failing:
+        return [
+            result(
+                verdict=Verdict.OK,
+                summary=f"the agent reports {', '.join(agent.components) or 'no components'} ready",
+                evidence=[f"status file {agent.path}"],
+            )
+        ]
+    return [
+        result(
+            verdict=Verdict.FAIL,
+            summary=f"the agent reports {name} not ready: {state.reason or 'no reason given'}",
+            evidence=[f"status file {agent.path}"],
+            remedy=_PERMISSION_REMEDY if PermissionDenied.MARKER in state.reason else None,
+        )
+        for name, state in failing.items()
+    ]

@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from calico_nodestatus.api import NodeStatusClass
 from calico_nodestatus.bird.errors import BirdUnavailable
@@ -24,6 +25,8 @@ from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.doctor.model import (
     BGP_PORT,
     AddressEvidence,
+    AgentStatusEvidence,
+    ComponentState,
     ConnectOutcome,
     ConnectProbe,
     DaemonEvidence,
@@ -37,6 +40,7 @@ from calico_nodestatus.health.autodetect import (
     lookup_route,
     read_interfaces,
 )
+from calico_nodestatus.health.statusfile import StatusFileError, read_status_file
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_DATASTORE_TIMEOUT = 5.0
@@ -59,6 +63,7 @@ class DoctorOptions:
     autodetection_method: str = ""
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     datastore: DatastoreConfig | None = None  # None: no datastore configured
+    status_file: Path | None = None  # the agent's status file, when known
 
 
 async def probe_tcp(address: str, port: int, connect_timeout: float) -> ConnectProbe:
@@ -189,6 +194,20 @@ async def datastore_evidence(
     return DatastoreEvidence(True, description, now, liveness=liveness, statuses=tuple(statuses))
 
 
+def agent_status_evidence(path: Path | None) -> AgentStatusEvidence:
+    if path is None:
+        return AgentStatusEvidence()
+    try:
+        report = read_status_file(path)
+    except StatusFileError as exc:
+        return AgentStatusEvidence(path=str(path), error=str(exc))
+    components = {
+        name: ComponentState(ready=component.ready, reason=component.reason)
+        for name, component in sorted(report.components.items())
+    }
+    return AgentStatusEvidence(path=str(path), components=components)
+
+
 async def gather_evidence(options: DoctorOptions) -> Evidence:
     sockets = BirdSockets.from_overrides(options.bird_socket, options.bird6_socket)
     collection = await gather(sockets, (NodeStatusClass.AGENT, NodeStatusClass.BGP))
@@ -202,4 +221,5 @@ async def gather_evidence(options: DoctorOptions) -> Evidence:
         peers=peers,
         address=await asyncio.to_thread(address_evidence, options.autodetection_method, peers),
         datastore=store,
+        agent=await asyncio.to_thread(agent_status_evidence, options.status_file),
     )

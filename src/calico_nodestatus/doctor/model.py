@@ -121,12 +121,29 @@ class DatastoreEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class ComponentState:
+    ready: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatusEvidence:
+    """What the agent of this node says of itself in its status file (`--status-file`): the only
+    place its own datastore errors (a permission its identity lacks) are visible from the node."""
+
+    path: str | None = None  # None: the doctor was not given a status file
+    components: dict[str, ComponentState] = field(default_factory=dict)
+    error: str | None = None  # the file could not be read
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     node: str
     daemons: dict[int, DaemonEvidence]
     peers: tuple[PeerEvidence, ...]
     address: AddressEvidence
     datastore: DatastoreEvidence
+    agent: AgentStatusEvidence = field(default_factory=AgentStatusEvidence)
 
 
 # --- verdicts -----------------------------------------------------------------------------------
@@ -143,7 +160,7 @@ class Check(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    check: str  # stable identifier: bird-socket, bgp-session, bgp-address, duplicates, datastore
+    check: str  # stable identifier: bird-socket, bgp-session, bgp-address, duplicates, datastore, agent
     subject: str  # what it is about: "IPv4", "198.18.0.2 (Mesh_198_18_0_2)", node name
     verdict: Verdict
     summary: str

@@ -10,7 +10,9 @@ by ``CALICO_NODESTATUS_K8S_BIN_DIR``. The set-up follows controller-runtime's en
   ``system:masters``) and by service-account token, authorises with RBAC only, and signs tokens
   with its own key (the TokenRequest API works; ``ServiceAccount`` admission is off, as there is
   no controller manager to make the tokens it would wait for);
-- the Service range is a /24 of the lab's 198.18.0.0/15 that nothing routes.
+- the Service range is a /24 of the lab's 198.18.0.0/15 that nothing routes;
+- every request is recorded in an audit log (``audit_events()``), so tests can derive the RBAC a
+  client needs from the requests it really sent.
 
 Everything lives in one work directory: certificates, data, logs and ``controlplane.json`` (pids
 and ports), so another process (``make demo-down``) can stop a control plane it did not start.
@@ -30,6 +32,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,6 +47,14 @@ SERVICE_RANGE = "198.19.255.0/24"
 ADMIN_USER = "calico-nodestatus-admin"
 START_TIMEOUT_SECONDS = 90.0
 STATE_FILE = "controlplane.json"
+AUDIT_LOG = "audit.log"
+# Who did what to which resource, with the answer: enough to derive RBAC, nothing of the bodies.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +255,15 @@ class ControlPlane:
 
     # ---- internals ----------------------------------------------------------------------------
 
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's events so far (of `user` only, when given), oldest first."""
+        try:
+            lines = (self.workdir / AUDIT_LOG).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        events = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in events if user is None or (e.get("user") or {}).get("username") == user]
+
     def _make_pki(self) -> None:
         ca = CertificateAuthority(self.pki)
         ca.server("apiserver")
@@ -251,6 +271,7 @@ class ControlPlane:
         ca.client("etcd-client", "kube-apiserver")
         ca.client("admin", ADMIN_USER, ("system:masters",))
         signing_key(self.pki / "service-accounts-key.pem", self.pki / "service-accounts.pem")
+        (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
 
     def _write_admin_kubeconfig(self) -> None:
         user = {
@@ -330,6 +351,8 @@ class ControlPlane:
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             # The apiserver compacts etcd every 5 minutes by default; tests compact when they mean to.
             "--etcd-compaction-interval=0",
+            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.workdir / AUDIT_LOG}",
         ]
 
     def _tls(self, client: tuple[Path, Path]) -> ssl.SSLContext:
