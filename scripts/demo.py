@@ -1,10 +1,13 @@
 """`make demo`: a 3-node BIRD lab (IPv4+IPv6), one agent per node, a CalicoNodeStatus filled live.
 
 `make demo-down` (this script with --down) stops the agents, deletes the demo's object, stops the
-demo's etcd and removes the lab. Agents run in the background with their logs, pid and status files
-under the lab directory. On the default embedded datastore plain `calico-nodestatus get ...` sees
-the demo; with `--datastore etcdv3` the demo starts a private etcd on loopback (data under the lab
-directory) and prints the variables that point the CLI at it.
+demo's etcd or control plane and removes the lab. Agents run in the background with their logs, pid
+and status files under the lab directory. On the default embedded datastore plain
+`calico-nodestatus get ...` sees the demo; with `--datastore etcdv3` the demo starts a private etcd
+on loopback (data under the lab directory), with `--datastore kubernetes` a private kube-apiserver
+(lab.controlplane) with deploy/'s CRD, RBAC and admission policy applied as shipped; the agents then
+run as the DaemonSet's ServiceAccount, the object is applied with kubectl and printed as
+`kubectl get -o yaml` shows it. The demo prints the variables that point the CLI at its datastore.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from calico_nodestatus.lab.controlplane import ControlPlane
 from calico_nodestatus.lab.lab import Lab, LabNode, lab_root
 from calico_nodestatus.lab.model import LabError, validate_lab_name
 
 DEFAULT_NAME = "demo"
-DATASTORES = ("embedded", "etcdv3")
+DATASTORES = ("embedded", "etcdv3", "kubernetes")
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+AGENT_NAMESPACE = "calico-system"
+AGENT_SERVICE_ACCOUNT = "calico-nodestatus"
 NODES = 3
 PERIOD_SECONDS = 10
 FILL_TIMEOUT_SECONDS = 60
@@ -37,7 +44,16 @@ CLI = [sys.executable, "-m", "calico_nodestatus"]
 LOOPBACK = "127.0.0.1"
 ETCD = "/usr/bin/etcd"
 # Every variable that selects a datastore: the demo sets the ones it uses and clears the others.
-DATASTORE_ENV = ("DATASTORE_TYPE", "ETCD_ENDPOINTS", "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE")
+DATASTORE_ENV = (
+    "DATASTORE_TYPE",
+    "ETCD_ENDPOINTS",
+    "ETCD_CA_CERT_FILE",
+    "ETCD_CERT_FILE",
+    "ETCD_KEY_FILE",
+    "KUBECONFIG",
+    "CALICO_API_GROUP",
+    "POD_NAMESPACE",
+)
 
 
 def step(message: str) -> None:
@@ -61,6 +77,10 @@ class Demo:
     @property
     def etcd_dir(self) -> Path:
         return self.directory / "etcd"
+
+    @property
+    def control_plane_dir(self) -> Path:
+        return self.directory / "kubernetes"
 
     @property
     def state_file(self) -> Path:
@@ -190,6 +210,46 @@ def stop_etcd(demo: Demo) -> None:
     shutil.rmtree(demo.etcd_dir, ignore_errors=True)
 
 
+# --- kubernetes -----------------------------------------------------------------------------------
+
+
+def start_control_plane(demo: Demo) -> tuple[ControlPlane, Path]:
+    """A private kube-apiserver with deploy/ applied; (it, the agents' ServiceAccount kubeconfig)."""
+    stop_control_plane(demo)  # a re-run replaces the previous demo's control plane
+    try:
+        plane = ControlPlane(demo.control_plane_dir)
+        plane.start()
+        plane.install_nodestatus(DEPLOY)
+        agent_kubeconfig = plane.service_account_kubeconfig(
+            AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, demo.control_plane_dir / "agent.kubeconfig"
+        )
+    except LabError as exc:
+        stop_control_plane(demo)
+        raise SystemExit(f"error: --datastore kubernetes: {exc}") from exc
+    return plane, agent_kubeconfig
+
+
+def stop_control_plane(demo: Demo) -> None:
+    if not demo.control_plane_dir.is_dir():
+        return
+    try:
+        ControlPlane.open(demo.control_plane_dir).stop()
+        step("stopped the demo's kube-apiserver and etcd")
+    except LabError:
+        pass  # nothing recorded: nothing running
+    shutil.rmtree(demo.control_plane_dir, ignore_errors=True)
+
+
+def kubectl_wait_filled(plane: ControlPlane, name: str, logs: Path) -> None:
+    deadline = time.monotonic() + FILL_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        result = plane.kubectl("get", "caliconodestatus", name, "-o", "json", check=False)
+        if result.returncode == 0 and (json.loads(result.stdout).get("status") or {}).get("lastUpdated"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"error: {name} was not filled within {FILL_TIMEOUT_SECONDS}s; see {logs}/*.log")
+
+
 # --- agents ---------------------------------------------------------------------------------------
 
 
@@ -231,9 +291,9 @@ def stop_agents(demo: Demo) -> None:
 # --- up and down ----------------------------------------------------------------------------------
 
 
-def manifest(name: str, node: str) -> str:
+def manifest(name: str, node: str, api_version: str = "projectcalico.org/v3") -> str:
     return (
-        "apiVersion: projectcalico.org/v3\n"
+        f"apiVersion: {api_version}\n"
         "kind: CalicoNodeStatus\n"
         "metadata:\n"
         f"  name: {name}\n"
@@ -265,15 +325,26 @@ def up(demo: Demo, datastore: str) -> None:
     nodes = Lab.open(demo.name).nodes
     stop_agents(demo)  # a re-run replaces the previous demo's agents
     settings = {"DATASTORE_TYPE": datastore}
+    agent_settings: dict[str, str] = {}
+    plane: ControlPlane | None = None
     if datastore == "etcdv3":
         settings["ETCD_ENDPOINTS"] = start_etcd(demo)
         step(f"etcd started on {settings['ETCD_ENDPOINTS']} (data and log in {demo.etcd_dir})")
+    elif datastore == "kubernetes":
+        plane, agent_kubeconfig = start_control_plane(demo)
+        settings["KUBECONFIG"] = str(plane.admin_kubeconfig)
+        agent_settings = {"KUBECONFIG": str(agent_kubeconfig), "POD_NAMESPACE": AGENT_NAMESPACE}
+        step(
+            f"kube-apiserver started on {plane.server} with deploy/ applied "
+            f"(agents run as ServiceAccount {AGENT_NAMESPACE}/{AGENT_SERVICE_ACCOUNT}; "
+            f"logs in {demo.control_plane_dir})"
+        )
     demo.state_file.write_text(json.dumps({"datastore": settings}))
     env = datastore_env(settings)
     pids = {}
     for node in nodes:
         port = free_loopback_port()
-        pids[node.name] = pid = start_agent(demo, env, node, port)
+        pids[node.name] = pid = start_agent(demo, env | agent_settings, node, port)
         step(
             f"agent for {node.name} started (pid {pid}, log {demo.agents_dir / (node.name + '.log')}, "
             f"metrics http://{LOOPBACK}:{port}/metrics)"
@@ -281,14 +352,22 @@ def up(demo: Demo, datastore: str) -> None:
     first = nodes[0].name
     name = demo.object_name(first)
     step(f"apply CalicoNodeStatus {name} for {first}: classes [Agent, BGP, Routes], period {PERIOD_SECONDS}s")
-    cli(env, "apply", "-f", "-", stdin=manifest(name, first))
-    wait_filled(env, name, demo.agents_dir)
+    if plane is not None:
+        plane.apply(manifest(name, first, "crd.projectcalico.org/v1"))
+        kubectl_wait_filled(plane, name, demo.agents_dir)
+    else:
+        cli(env, "apply", "-f", "-", stdin=manifest(name, first))
+        wait_filled(env, name, demo.agents_dir)
     dead = [node for node, pid in pids.items() if not _our_agent(pid)]
     if dead:
         raise SystemExit(f"error: the agents of {', '.join(dead)} exited; see {demo.agents_dir}/<node>.log")
     elapsed = time.monotonic() - started
-    step(f"filled after {elapsed:.0f}s: calico-nodestatus get caliconodestatus {name} -o yaml")
-    print(cli(env, "get", "caliconodestatus", name, "-o", "yaml").stdout)
+    if plane is not None:
+        step(f"filled after {elapsed:.0f}s: kubectl get caliconodestatus {name} -o yaml")
+        print(plane.kubectl("get", "caliconodestatus", name, "-o", "yaml").stdout)
+    else:
+        step(f"filled after {elapsed:.0f}s: calico-nodestatus get caliconodestatus {name} -o yaml")
+        print(cli(env, "get", "caliconodestatus", name, "-o", "yaml").stdout)
     print(_explore_hints(demo, settings, first, nodes[1].name))
 
 
@@ -296,7 +375,9 @@ def _explore_hints(demo: Demo, settings: dict[str, str], first: str, second: str
     lines = ["Explore (CLI: .venv/bin/calico-nodestatus):"]
     if settings["DATASTORE_TYPE"] != "embedded":
         exports = " ".join(f"{key}={value}" for key, value in settings.items())
-        lines.append(f"  export {exports}   # point the CLI at the demo's etcd")
+        lines.append(f"  export {exports}   # point the CLI at the demo's datastore")
+    if settings["DATASTORE_TYPE"] == "kubernetes":
+        lines.append("  vendor-k8s/bin/kubectl get caliconodestatuses          # kubectl sees it too")
     stop = (
         "make demo-down"
         if demo.name == DEFAULT_NAME
@@ -328,6 +409,7 @@ def down(demo: Demo) -> None:
             if cli(env, "delete", "caliconodestatus", demo.object_name(node), check=False).returncode == 0:
                 step(f"deleted {demo.object_name(node)}")
     stop_etcd(demo)
+    stop_control_plane(demo)
     subprocess.run([*CLI, "lab", "down", "--name", demo.name], check=False)
     step("demo removed")
 
@@ -341,7 +423,8 @@ def main() -> None:
         "--datastore",
         choices=DATASTORES,
         default="embedded",
-        help="where the agents write: the embedded file (default) or a private etcd the demo starts",
+        help="where the agents write: the embedded file (default), or a private etcd or "
+        "kube-apiserver the demo starts",
     )
     parser.add_argument(
         "--name",

@@ -1,5 +1,7 @@
-"""`make demo` end to end: the real demo script on a fresh lab, on the embedded datastore and on
-the private etcd it starts (`--datastore etcdv3`); then `--down` must leave nothing behind."""
+"""`make demo` end to end: the real demo script on a fresh lab, on the embedded datastore, on the
+private etcd it starts (`--datastore etcdv3`) and on its private kube-apiserver (`--datastore
+kubernetes`, agents as the ServiceAccount, the status printed by kubectl); then `--down` must leave
+nothing behind."""
 
 from __future__ import annotations
 
@@ -16,10 +18,20 @@ import yaml
 
 from calico_nodestatus.datastore.etcd import RESOURCE_PREFIX
 from calico_nodestatus.lab import Lab
+from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.plugins.etcd import ETCDCTL_BIN
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
-DATASTORE_ENV = ("DATASTORE_TYPE", "ETCD_ENDPOINTS", "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE")
+DATASTORE_ENV = (
+    "DATASTORE_TYPE",
+    "ETCD_ENDPOINTS",
+    "ETCD_CA_CERT_FILE",
+    "ETCD_CERT_FILE",
+    "ETCD_KEY_FILE",
+    "KUBECONFIG",
+    "CALICO_API_GROUP",
+    "POD_NAMESPACE",
+)
 YAML_STEP = "-o yaml"
 
 
@@ -65,7 +77,14 @@ def etcd_value(endpoint: str, name: str) -> dict[str, Any]:
     return stored
 
 
-@pytest.mark.parametrize("datastore", ["embedded", pytest.param("etcdv3", marks=pytest.mark.etcd)])
+@pytest.mark.parametrize(
+    "datastore",
+    [
+        "embedded",
+        pytest.param("etcdv3", marks=pytest.mark.etcd),
+        pytest.param("kubernetes", marks=pytest.mark.kubernetes),
+    ],
+)
 def test_demo_fills_the_status_and_down_removes_everything(
     datastore: str, lab_name_factory: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -118,9 +137,18 @@ def test_demo_fills_the_status_and_down_removes_everything(
         assert f"ETCD_ENDPOINTS={recorded['ETCD_ENDPOINTS']}" in stdout
         assert etcd_value(recorded["ETCD_ENDPOINTS"], shown["metadata"]["name"])["status"]["lastUpdated"]
         assert not db.exists()
+    servers: list[int] = []
+    if datastore == "kubernetes":
+        # kubectl printed it from the demo's apiserver: the v1 CRD, the agents' status inside.
+        assert shown["apiVersion"] == "crd.projectcalico.org/v1"
+        assert f"KUBECONFIG={recorded['KUBECONFIG']}" in stdout
+        plane = ControlPlane.open(lab.directory / "kubernetes")
+        assert plane.running()
+        servers = [plane.apiserver_pid, plane.etcd_pid]
+        assert not db.exists()
     assert len(pids_in(lab.directory, "agents/*.pid")) == len(lab.nodes)
     assert len(pids_in(lab.directory, "etcd/*.pid")) == (datastore == "etcdv3")
-    pids = pids_in(lab.directory, "**/*.pid")
+    pids = pids_in(lab.directory, "**/*.pid") + servers
     assert pids and all(alive(pid) for pid in pids)
 
     run_demo(env, "--down", "--name", name)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from calico_nodestatus.api.crd import build_crd
 from calico_nodestatus.api.crd_v1 import CRD_V1_GROUP
@@ -35,15 +36,8 @@ KUBE_API_VERSIONS = (V1_API_VERSION, V3_API_VERSION)
 
 
 def install_calico_nodestatus(plane: ControlPlane) -> None:
-    """The shipped namespace, CRDs and RBAC, as an operator would apply them."""
-    import yaml
-
-    plane.apply(DEPLOY / "namespace.yaml")
-    plane.apply(DEPLOY / "crd.yaml")
-    plane.apply(yaml.safe_dump(build_crd(API_GROUP)))
-    plane.wait_established(CRD_NAMES)
-    plane.apply(DEPLOY / "rbac.yaml")
-    plane.apply(DEPLOY / "agent-admission-policy.yaml")
+    """The shipped namespace, CRDs and RBAC, as an operator would apply them; both CRD modes."""
+    plane.install_nodestatus(DEPLOY, native_v3_crd=yaml.safe_dump(build_crd(API_GROUP)))
 
 
 def clean_kubernetes(plane: ControlPlane) -> None:
@@ -55,7 +49,7 @@ def clean_kubernetes(plane: ControlPlane) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), owned=True)
     try:
         plane.start()
         install_calico_nodestatus(plane)

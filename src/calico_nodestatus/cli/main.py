@@ -97,6 +97,10 @@ def cli(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # The HTTP clients log every request at INFO: one line per Lease renewal and status write,
+    # which the agent already reports in its own words. Their warnings still show.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = CliContext(
         datastore_type=datastore_type,
         db_path=db_path,

@@ -21,8 +21,10 @@ and ports), so another process (``make demo-down``) can stop a control plane it 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -103,6 +105,15 @@ def kubeconfig_document(server: str, ca_file: Path, user: dict[str, str], name: 
     }
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies (even by SIGKILL),
+    so a killed test run leaves no servers behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -112,9 +123,14 @@ def _write_private(path: Path, text: str) -> None:
 class ControlPlane:
     """etcd + kube-apiserver in ``workdir``; ``start()``/``stop()``, or reattach with ``open()``."""
 
-    def __init__(self, workdir: Path, binaries: ControlPlaneBinaries | None = None) -> None:
+    def __init__(
+        self, workdir: Path, binaries: ControlPlaneBinaries | None = None, *, owned: bool = False
+    ) -> None:
+        """``owned``: the servers die with this process (a test run), instead of outliving it
+        until ``stop()`` (the demo)."""
         self.workdir = workdir
         self.binaries = binaries or ControlPlaneBinaries.find()
+        self._owned = owned
         self._state = _State()
 
     # ---- where things are ---------------------------------------------------------------------
@@ -241,6 +257,19 @@ class ControlPlane:
             *(f"crd/{name}" for name in crd_names),
         )
 
+    def install_nodestatus(self, deploy: Path, *, native_v3_crd: str | None = None) -> None:
+        """What an operator applies from deploy/: the namespace, the CRD (and, for v3 mode, the
+        native `projectcalico.org/v3` CRD given as YAML), the RBAC and the agent's admission policy."""
+        self.apply(deploy / "namespace.yaml")
+        self.apply(deploy / "crd.yaml")
+        names = ["caliconodestatuses.crd.projectcalico.org"]
+        if native_v3_crd is not None:
+            self.apply(native_v3_crd)
+            names.append("caliconodestatuses.projectcalico.org")
+        self.wait_established(names)
+        self.apply(deploy / "rbac.yaml")
+        self.apply(deploy / "agent-admission-policy.yaml")
+
     def service_account_kubeconfig(
         self, namespace: str, name: str, path: Path, duration: str = "24h"
     ) -> Path:
@@ -288,7 +317,12 @@ class ControlPlane:
     def _spawn(self, argv: list[str], log_name: str) -> int:
         with (self.workdir / log_name).open("ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent if self._owned else None,  # noqa: PLW1509
             )
         return process.pid
 
