@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/calico-nodestatus
 
-.PHONY: demo demo-down test lint deps system-deps control-plane venv bench soak clean
+.PHONY: demo demo-down test lint deps system-deps control-plane venv lock bench soak clean
 
 # `make demo DATASTORE=etcdv3`: the same demo on a private etcd; demo-down removes either.
 DATASTORE ?= embedded
@@ -35,11 +35,19 @@ control-plane:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every Python package (build backend included) at the version in requirements/constraints.txt,
+# so a release elsewhere cannot change what a fresh machine installs; `make lock` refreshes it.
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	PIP_CONSTRAINT=requirements/constraints.txt $(BIN)/pip install -q pip
+	PIP_CONSTRAINT=requirements/constraints.txt $(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+UV_VERSION := 0.13.10
+lock: venv
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --python-version 3.11 \
+		--custom-compile-command "make lock" --quiet -o requirements/constraints.txt
 
 bench: deps
 	$(BIN)/python bench/collect_routes.py

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.plugins.etcd",
     "tests.plugins.kubernetes",
     "tests.plugins.agent",
+    "tests.plugins.skips",
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"
