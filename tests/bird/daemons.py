@@ -17,6 +17,7 @@ VENDOR_SBIN = Path(__file__).resolve().parents[2] / "vendor-bird" / "usr" / "sbi
 BIRD16 = VENDOR_SBIN / "bird"
 BIRD16_V6 = VENDOR_SBIN / "bird6"
 BIRD2 = Path("/usr/sbin/bird")
+BIRDC2 = Path("/usr/sbin/birdc")
 
 
 @dataclass(frozen=True)
