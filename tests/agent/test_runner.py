@@ -323,5 +323,5 @@ async def test_an_object_moved_behind_the_watch_is_dropped_on_its_write_conflict
             etcd.etcdctl("put", key, input_text=json.dumps(value, separators=(",", ":")))
             lab.set_routes(node.index, 1)  # BIRD's answer changes: the agent has a status to write
             await wait_for(_tracks(agent, lambda names: not names), 10, "the moved object dropped")
-    assert f"reason=\"spec.node moved to {ELSEWHERE}\"" in caplog.text
+    assert f'reason="spec.node moved to {ELSEWHERE}"' in caplog.text
     assert "event=write_conflict name=moved" in caplog.text

@@ -122,7 +122,9 @@ _PASSIVE = {
 def test_passive_peer_is_active(version: str) -> None:
     details = [d for name in _PASSIVE[version] for d in parse.parse_protocols_all(lines(version, "gr", name))]
     assert [d.bgp_state for d in details] == ["Passive", "Passive"]
-    status, _ = status_sections((NodeStatusClass.BGP,), {}, bgp_by_family(details, (4, 6)), RouteAccumulator())
+    status, _ = status_sections(
+        (NodeStatusClass.BGP,), {}, bgp_by_family(details, (4, 6)), RouteAccumulator()
+    )
     since_v4, since_v6 = (d.protocol.since for d in details)
     assert status.to_wire()["bgp"] == {
         "numberEstablishedV4": 0,

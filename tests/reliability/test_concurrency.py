@@ -1,4 +1,4 @@
-"""Concurrency with the real agent on a real datastore (BIRD: the transcript replay).
+"""Concurrency with the real agent on a real datastore, collecting from the lab's real BIRD 1.6.
 
 - A user edits the spec 1,000 times while the agent writes status, on the embedded datastore and
   on etcd: each edit changes spec.classes and adds 1 to updatePeriodSeconds, so an edit the
@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from calico_nodestatus.agent.collection import bird_collector
+from calico_nodestatus.agent.runner import Collector, NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Conflict, Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.datastore.factory import open_datastore
-from tests.faults.replay import Fault, ReplayServer
+from calico_nodestatus.lab import Lab
+from calico_nodestatus.lab.lab import LabNode
 from tests.plugins.agent import node_status, wait_for
 from tests.plugins.etcd import EtcdServer
-from tests.reliability.conftest import NODE, replay_collector, running_agent
+from tests.reliability.conftest import running_agent
 
 EDITS = 1000
 CLASS_SETS = [
@@ -38,8 +40,28 @@ CLASS_SETS = [
 ]
 
 
+@pytest.fixture
+def bird(lab_mesh_bird16: Lab) -> Iterator[LabNode]:
+    """Node 1 of the shared BIRD 1.6 lab (bird and bird6), without extra routes afterwards."""
+    node = lab_mesh_bird16.nodes[0]
+    yield node
+    if node.state.extra_routes_v4:
+        lab_mesh_bird16.set_routes(node.index, 0)
+
+
+def _collector(node: LabNode) -> Collector:
+    return bird_collector(str(node.socket_v4), str(node.socket_v6))
+
+
+async def _filled(store: Datastore, name: str) -> CalicoNodeStatus | None:
+    obj = await store.get(name)
+    return obj if _sections(obj) == set(NodeStatusClass) else None
+
+
 @pytest.fixture(params=["embedded", pytest.param("etcd", marks=pytest.mark.etcd)])
-async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Datastore, Datastore]]:
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Datastore, Datastore]]:
     """The agent's datastore and a user's, two clients of one real datastore."""
     if request.param == "etcd":
         server: EtcdServer = request.getfixturevalue("etcd")
@@ -76,11 +98,11 @@ def _sections(obj: CalicoNodeStatus) -> set[NodeStatusClass]:
 
 @pytest.mark.slow
 async def test_1000_spec_edits_while_the_agent_writes(
-    replayed_bird: tuple[ReplayServer, ReplayServer], stores: tuple[Datastore, Datastore]
+    bird: LabNode, stores: tuple[Datastore, Datastore]
 ) -> None:
     store, user = stores
-    await user.create(node_status("edited", NODE, ["Agent"], 1))
-    async with running_agent(store, replay_collector(replayed_bird)) as agent:
+    await user.create(node_status("edited", bird.name, ["Agent"], 1))
+    async with running_agent(store, _collector(bird), node=bird.name) as agent:
         last: CalicoNodeStatus | None = None
         for classes in itertools.islice(itertools.cycle(CLASS_SETS), EDITS):
             last = await _edit(user, "edited", classes)
@@ -103,34 +125,41 @@ async def test_1000_spec_edits_while_the_agent_writes(
     assert counters.writes > 0 and counters.write_conflicts > 10
 
 
+def _collections(*agents: NodeStatusAgent) -> list[int]:
+    return [agent.snapshot().counters.collections for agent in agents]
+
+
 @pytest.mark.slow
 async def test_two_agents_for_one_node_converge_without_a_write_storm(
-    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    bird: LabNode, lab_mesh_bird16: Lab, tmp_path: Path
 ) -> None:
     async with EmbeddedDatastore(tmp_path / "db") as one, EmbeddedDatastore(tmp_path / "db") as two:
-        await one.create(node_status("twice", NODE, ["Agent", "BGP", "Routes"], 1))
+        await one.create(node_status("twice", bird.name, ["Agent", "BGP", "Routes"], 1))
         async with (
-            running_agent(one, replay_collector(replayed_bird), holder="host-a/1") as first,
-            running_agent(two, replay_collector(replayed_bird), holder="host-b/2") as second,
+            running_agent(one, _collector(bird), node=bird.name, holder="host-a/1") as first,
+            running_agent(two, _collector(bird), node=bird.name, holder="host-b/2") as second,
         ):
 
-            async def filled() -> Any:
+            async def routes(count: int) -> CalicoNodeStatus | None:
                 obj = await one.get("twice")
-                return obj if obj.status.routes.routes_v4 else None
+                return obj if len(obj.status.routes.routes_v4) == count else None
 
-            before = await wait_for(filled, 5, "status filled")
-            await asyncio.sleep(4)  # four periods of both agents collecting the same data
+            async def collected_four_more(since: list[int]) -> bool:
+                return all(
+                    now >= then + 4 for now, then in zip(_collections(first, second), since, strict=True)
+                )
+
+            before = await wait_for(lambda: _filled(one, "twice"), 10, "status filled")
+            counted = _collections(first, second)
+            await wait_for(lambda: collected_four_more(counted), 20, "four collections by each agent")
             quiet = await one.get("twice")
             assert quiet.metadata.resource_version == before.metadata.resource_version, "rewrites"
 
-            replayed_bird[0].fault = Fault.CUT  # one real change in BIRD's answer
-
-            async def changed() -> Any:
-                obj = await one.get("twice")
-                return obj if not obj.status.routes.routes_v4 else None
-
-            after = await wait_for(changed, 3, "the change written")
-            await asyncio.sleep(3)
+            table = len(quiet.status.routes.routes_v4)
+            lab_mesh_bird16.set_routes(bird.index, 1)  # one real change in BIRD's answer: a route more
+            after = await wait_for(lambda: routes(table + 1), 10, "the change written")
+            counted = _collections(first, second)
+            await wait_for(lambda: collected_four_more(counted), 20, "four more collections by each agent")
             settled = await one.get("twice")
             writes = first.snapshot().counters.writes + second.snapshot().counters.writes
         assert settled.metadata.resource_version == after.metadata.resource_version, "no flapping"
