@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.client import BirdClient, socket_candidates
 from calico_nodestatus.bird.errors import (
     BirdCommandError,
@@ -161,11 +162,13 @@ async def test_endless_line(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bird2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """BIRD 2 with the same table: BIRD 1.6.8 finishes a reply across a reconfiguration, BIRD 2
-    ends it with `8004 Stopped due to reconfiguration`."""
+    """BIRD 2 (BIRD 1.6.8 finishes a reply across a reconfiguration, BIRD 2 ends it with `8004
+    Stopped due to reconfiguration`), its routes on an interface: each is printed with a next-hop
+    line, so the route read last before the interruption still waits for more of them."""
     if not available("2"):
         pytest.skip("BIRD 2 is not installed or not root")
-    with bird_daemon(tmp_path_factory.mktemp("bird2"), "2", 0, static_prefixes(ROUTES, 4)) as d:
+    prefixes = static_prefixes(ROUTES, 4)
+    with bird_daemon(tmp_path_factory.mktemp("bird2"), "2", 0, prefixes, target='via "lo"') as d:
         yield d
 
 
@@ -187,9 +190,12 @@ async def test_reconfiguration_interrupt_keeps_routes_read(bird2: Daemon, tmp_pa
             async for batch in client.routes():
                 seen += batch
     assert relay.fired == 1
+    greeting, *reply = parse.reply_lines(bytes(relay.relayed))
+    assert greeting.startswith("0001 BIRD 2.") and reply[-1] == "8004 Stopped due to reconfiguration"
     assert (error.value.code, error.value.text) == (8004, "Stopped due to reconfiguration")
-    assert 0 < len(seen) < ROUTES  # what was read before the interruption is kept
-    assert {r.prefix for r in seen} <= set(bird2.static_routes)
+    # Every route BIRD sent before the interruption is kept, the last one included.
+    assert seen == parse.parse_routes([*reply[:-1], "0000 "])
+    assert 0 < len(seen) < ROUTES and {r.prefix for r in seen} <= set(bird2.static_routes)
 
 
 async def test_abandoned_route_stream_stops_its_reader_thread(daemon: Daemon) -> None:
