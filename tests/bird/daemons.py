@@ -17,6 +17,7 @@ VENDOR_SBIN = Path(__file__).resolve().parents[2] / "vendor-bird" / "usr" / "sbi
 BIRD16 = VENDOR_SBIN / "bird"
 BIRD16_V6 = VENDOR_SBIN / "bird6"
 BIRD2 = Path("/usr/sbin/bird")
+BIRDC2 = Path("/usr/sbin/birdc")
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,15 @@ def static_prefixes(count: int, family: int) -> tuple[str, ...]:
     return tuple(f"{ipaddress.IPv6Address(base + 4 * i)}/126" for i in range(count))
 
 
-def _config(version: str, family: int, prefixes: tuple[str, ...]) -> str:
+def _config(version: str, family: int, prefixes: tuple[str, ...], target: str) -> str:
     router_id = "router id 198.18.0.1;\n"
-    routes = "".join(f"  route {p} blackhole;\n" for p in prefixes)
+    routes = "".join(f"  route {p} {target};\n" for p in prefixes)
     if version == "1.6":
         return f"{router_id}protocol device {{ scan time 2; }}\nprotocol static {{\n{routes}}}\n"
     v4 = [p for p in prefixes if ":" not in p]
     v6 = [p for p in prefixes if ":" in p]
-    r4 = "".join(f"  route {p} blackhole;\n" for p in v4)
-    r6 = "".join(f"  route {p} blackhole;\n" for p in v6)
+    r4 = "".join(f"  route {p} {target};\n" for p in v4)
+    r6 = "".join(f"  route {p} {target};\n" for p in v6)
     return (
         f"{router_id}protocol device {{ scan time 2; }}\n"
         f"protocol static {{ ipv4;\n{r4}}}\nprotocol static {{ ipv6;\n{r6}}}\n"
@@ -62,11 +63,14 @@ def available(version: str) -> bool:
 
 
 @contextlib.contextmanager
-def bird_daemon(tmp: Path, version: str, family: int, prefixes: tuple[str, ...]) -> Iterator[Daemon]:
-    """Start BIRD in a fresh namespace; always stop it and delete the namespace."""
+def bird_daemon(
+    tmp: Path, version: str, family: int, prefixes: tuple[str, ...], target: str = "blackhole"
+) -> Iterator[Daemon]:
+    """Start BIRD in a fresh namespace with a static route to `target` (BIRD's syntax, e.g.
+    `blackhole` or `via "lo"`) for each prefix; always stop it and delete the namespace."""
     ns = f"cnst-h3-{secrets.token_hex(3)}"
     conf = tmp / f"bird-{version}-{family}.conf"
-    conf.write_text(_config(version, family, prefixes))
+    conf.write_text(_config(version, family, prefixes, target))
     sock = tmp / f"bird-{version}-{family}.ctl"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     proc: subprocess.Popen[bytes] | None = None

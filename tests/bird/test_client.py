@@ -1,16 +1,19 @@
-"""BirdClient against real BIRD 1.6.8 and 2 daemons; a replaying socket server only for faults a
-real BIRD cannot produce on demand (silence, a cut reply, garbage, an endless line)."""
+"""BirdClient against real BIRD 1.6.8 and 2 daemons (a reconfiguration in the middle of a reply
+included); a replaying socket server only for faults a real BIRD cannot produce on demand
+(silence, a cut reply, garbage, an endless line)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.client import BirdClient, socket_candidates
 from calico_nodestatus.bird.errors import (
     BirdCommandError,
@@ -21,8 +24,9 @@ from calico_nodestatus.bird.errors import (
     BirdUnavailable,
 )
 from calico_nodestatus.bird.types import RouteKind
-from tests.bird.daemons import Daemon, available, bird_daemon, static_prefixes
+from tests.bird.daemons import BIRDC2, Daemon, available, bird_daemon, static_prefixes
 from tests.bird.transcripts import FIXTURES
+from tests.faults.relay import pausing_relay
 
 ROUTES = 20_000  # enough for many 256 KiB reads
 
@@ -156,16 +160,42 @@ async def test_endless_line(tmp_path: Path) -> None:
             await client.command("show route")
 
 
-async def test_reconfiguration_interrupt_keeps_routes_read(tmp_path: Path) -> None:
-    cut = ROUTE_REPLY[: ROUTE_REPLY.index(b" 198.18.104.0/24")] + b"8004 Stopped due to reconfiguration\n"
-    async with replaying(tmp_path, cut) as path, await BirdClient.connect(path) as client:
-        seen = []
+@pytest.fixture(scope="module")
+def bird2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """BIRD 2 (BIRD 1.6.8 finishes a reply across a reconfiguration, BIRD 2 ends it with `8004
+    Stopped due to reconfiguration`), its routes on an interface: each is printed with a next-hop
+    line, so the route read last before the interruption still waits for more of them."""
+    if not available("2"):
+        pytest.skip("BIRD 2 is not installed or not root")
+    prefixes = static_prefixes(ROUTES, 4)
+    with bird_daemon(tmp_path_factory.mktemp("bird2"), "2", 0, prefixes, target='via "lo"') as d:
+        yield d
+
+
+async def test_reconfiguration_interrupt_keeps_routes_read(bird2: Daemon, tmp_path: Path) -> None:
+    """The real daemon is reconfigured while its `show route` reply is paused in the relay."""
+
+    def configure() -> None:
+        reply = subprocess.run(
+            [str(BIRDC2), "-s", bird2.socket, "configure"], capture_output=True, text=True, check=True
+        )
+        assert "Reconfigured" in reply.stdout, reply.stdout
+
+    seen = []
+    async with (
+        pausing_relay(tmp_path / "bird.ctl", Path(bird2.socket), configure) as relay,
+        await BirdClient.connect(str(relay.path)) as client,
+    ):
         with pytest.raises(BirdReconfigurationInterrupt) as error:
             async for batch in client.routes():
                 seen += batch
-        assert error.value.code == 8004
-        assert [r.prefix for r in seen][:2] == ["198.18.203.0/24", "198.18.200.0/24"]
-        assert len(seen) == 7
+    assert relay.fired == 1
+    greeting, *reply = parse.reply_lines(bytes(relay.relayed))
+    assert greeting.startswith("0001 BIRD 2.") and reply[-1] == "8004 Stopped due to reconfiguration"
+    assert (error.value.code, error.value.text) == (8004, "Stopped due to reconfiguration")
+    # Every route BIRD sent before the interruption is kept, the last one included.
+    assert seen == parse.parse_routes([*reply[:-1], "0000 "])
+    assert 0 < len(seen) < ROUTES and {r.prefix for r in seen} <= set(bird2.static_routes)
 
 
 async def test_abandoned_route_stream_stops_its_reader_thread(daemon: Daemon) -> None:

@@ -22,6 +22,7 @@ from calico_nodestatus.api import NodeStatusClass
 from calico_nodestatus.collect.gather import BirdSockets, CollectionResult, gather
 from calico_nodestatus.lab import Lab
 from calico_nodestatus.lab.lab import LabNode
+from calico_nodestatus.lab.model import protocol_name
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("calico-nodestatus")
 FAMILIES = (4, 6)
@@ -108,6 +109,24 @@ async def test_stopped_peer_is_not_established(restore_mesh: Lab) -> None:
         assert await _peer_state(observer, family, address(other, family)) == "Established"
         wire = (await gather(sockets(observer), (NodeStatusClass.BGP,))).status.to_wire()["bgp"]
         assert wire[f"numberEstablishedV{family}"] == 1 and wire[f"numberNotEstablishedV{family}"] == 1
+
+
+async def test_disabled_peer_is_idle(restore_mesh: Lab) -> None:
+    """A BGP protocol disabled in BIRD has no session at all: BIRD says `BGP state: Down`, which
+    the API has no word for; it is the BGP FSM's Idle."""
+    lab = restore_mesh
+    observer, peer = lab.nodes[0], lab.nodes[1]
+    names = {family: protocol_name("Mesh", peer.ipv4 if family == 4 else peer.ipv6) for family in FAMILIES}
+    try:
+        for family, name in names.items():
+            lab.birdc(observer.index, family, f"disable {name}")
+        for family, name in names.items():
+            detail = lab.birdc(observer.index, family, f"show protocols all {name}")
+            assert ["BGP", "state:", "Down"] in [line.split() for line in detail], detail
+            assert await _peer_state(observer, family, address(peer, family)) == "Idle"
+    finally:
+        for family, name in names.items():
+            lab.birdc(observer.index, family, f"enable {name}")
 
 
 def _in_node(lab: Lab, node: LabNode, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from calico_nodestatus.api import CalicoNodeRoute, NodeStatusClass
+import pytest
+
+from calico_nodestatus.api import BGPSessionState, CalicoNodeRoute, NodeStatusClass
 from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.types import Route, RouteKind
 from calico_nodestatus.collect.sections import (
@@ -14,6 +16,7 @@ from calico_nodestatus.collect.sections import (
     bgp_by_family,
     route_limit_for_budget,
     route_wire_bytes,
+    session_state,
     status_sections,
 )
 from tests.bird.transcripts import lines
@@ -103,6 +106,41 @@ def test_peerdown_states_and_counters() -> None:
             {"peerIP": "198.18.0.4", "type": "NodeMesh", "state": "Idle", "since": details[0].protocol.since}
         ],
     }
+
+
+# Node 2's view while node 1 was down (gr): node 2 is passive towards node 1, so BIRD shows
+# `Passive`, the BGP FSM's Active state with no dialling of its own.
+_PASSIVE = {
+    "1.6.8": ("b_helper_n2_while_n1_down__show_protocols_all_Mesh_198_18_0_1",
+              "b_helper_n2_while_n1_down__bird6__show_protocols_all_Mesh_2001_db8__1"),
+    "2.0.12": ("b_helper_n2_while_n1_down__show_protocols_all_Mesh_198_18_0_1",
+               "b_helper_n2_while_n1_down__show_protocols_all_Mesh_2001_db8__1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", sorted(_PASSIVE))
+def test_passive_peer_is_active(version: str) -> None:
+    details = [d for name in _PASSIVE[version] for d in parse.parse_protocols_all(lines(version, "gr", name))]
+    assert [d.bgp_state for d in details] == ["Passive", "Passive"]
+    status, _ = status_sections(
+        (NodeStatusClass.BGP,), {}, bgp_by_family(details, (4, 6)), RouteAccumulator()
+    )
+    since_v4, since_v6 = (d.protocol.since for d in details)
+    assert status.to_wire()["bgp"] == {
+        "numberEstablishedV4": 0,
+        "numberNotEstablishedV4": 1,
+        "numberEstablishedV6": 0,
+        "numberNotEstablishedV6": 1,
+        "peersV4": [{"peerIP": "198.18.0.1", "type": "NodeMesh", "state": "Active", "since": since_v4}],
+        "peersV6": [{"peerIP": "2001:db8::1", "type": "NodeMesh", "state": "Active", "since": since_v6}],
+    }
+    # The `show protocols` row, used when the detail lacks a BGP state line, maps the same way.
+    rows = parse.parse_protocols(lines(version, "gr", "b_helper_n2_while_n1_down__show_protocols"))
+    assert {p.name: session_state(p.bgp_state) for p in rows if p.proto == "BGP"} == {
+        "Mesh_198_18_0_1": BGPSessionState.ACTIVE,
+        "Mesh_198_18_0_3": BGPSessionState.ESTABLISHED,
+    } | ({"Mesh_2001_db8__1": BGPSessionState.ACTIVE, "Mesh_2001_db8__3": BGPSessionState.ESTABLISHED}
+         if version == "2.0.12" else {})  # fmt: skip
 
 
 def test_peertypes_sources_and_ecmp() -> None:

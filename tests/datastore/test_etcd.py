@@ -12,9 +12,15 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from calico_nodestatus.api import CalicoNodeStatusStatus
+from calico_nodestatus.api import (
+    BGPDaemonState,
+    BGPDaemonStatus,
+    CalicoNodeAgentStatus,
+    CalicoNodeStatus,
+    CalicoNodeStatusStatus,
+)
 from calico_nodestatus.datastore import etcd as etcd_module
-from calico_nodestatus.datastore.base import DatastoreError, EventType, Unavailable
+from calico_nodestatus.datastore.base import Conflict, DatastoreError, EventType, Unavailable
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import EtcdDatastore
 from tests.datastore.conftest import collect, make_status, nothing_more
@@ -311,3 +317,31 @@ async def test_a_timed_out_request_does_not_cancel_others_in_flight(
         await events.aclose()
     finally:
         await datastore.close()
+
+
+async def test_a_write_between_the_read_and_the_transaction_conflicts(
+    etcd: EtcdServer, etcd_datastore: EtcdDatastore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd has no status subresource: update_status reads the stored object, puts the new status
+    in it and writes it back in a transaction. A spec edit by another client that lands after
+    that read must make the transaction fail (its compare on the key's mod_revision), not be
+    overwritten with the spec that was read."""
+    held = await etcd_datastore.create(make_status())
+    read = etcd_datastore.get
+    async with EtcdDatastore(config_for(etcd)) as other:
+
+        async def read_then_another_client_writes(name: str) -> CalicoNodeStatus:
+            stored = await read(name)
+            spec = stored.spec.model_copy(update={"update_period_seconds": 99})
+            await other.update(stored.model_copy(update={"spec": spec}))
+            return stored
+
+        monkeypatch.setattr(etcd_datastore, "get", read_then_another_client_writes)
+        status = CalicoNodeStatusStatus(
+            agent=CalicoNodeAgentStatus(bird_v4=BGPDaemonStatus(state=BGPDaemonState.READY))
+        )
+        with pytest.raises(Conflict):
+            await etcd_datastore.update_status(held.model_copy(update={"status": status}))
+    stored = await read("status-a")
+    assert stored.spec.update_period_seconds == 99, "the edit that landed in between was lost"
+    assert stored.status.agent.bird_v4.state is None

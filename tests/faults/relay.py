@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PAUSE_AFTER_BYTES = 64 * 1024
@@ -23,6 +23,7 @@ class PausingRelay:
     action: Callable[[], None]  # blocking (runs in a thread while the reply is paused)
     times: int = 1  # how many `show route` replies get the action
     fired: int = 0
+    relayed: bytearray = field(default_factory=bytearray)  # every byte the daemon sent, in order
 
     async def _pump_replies(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, commands: list[str]
@@ -33,6 +34,7 @@ class PausingRelay:
                 if len(commands) != answered:
                     relayed, answered = 0, len(commands)
                 relayed += len(data)
+                self.relayed += data
                 sink.write(data)
                 await sink.drain()
                 due = commands and commands[-1] == "show route" and relayed >= PAUSE_AFTER_BYTES

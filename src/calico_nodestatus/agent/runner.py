@@ -346,7 +346,9 @@ class NodeStatusAgent:
             await self._report(due, now)
 
     async def _report(self, names: list[str], now: float) -> None:
-        wanted = frozenset(cls for name in names for cls in self._tracked[name].obj.spec.classes)
+        # The specs collected for: the writer's conflict catch-up may adopt a new spec meanwhile.
+        specs = {name: _spec_key(self._tracked[name].obj) for name in names}
+        wanted = frozenset(cls for _, classes, _ in specs.values() for cls in classes)
         collected = await self._collect(wanted)
         if collected is None:
             retry = now + self._collect_backoff.next_delay()
@@ -354,17 +356,16 @@ class NodeStatusAgent:
                 self._scheduler.retry_at(name, retry)
             return
         self._collect_backoff.reset()
-        for name in names:
+        for name, spec in specs.items():
             tracked = self._tracked.get(name)
-            if tracked is None:
-                continue
+            if tracked is None or _spec_key(tracked.obj) != spec:
+                continue  # gone, or its new spec is due at once (scheduled when it was adopted)
             self._scheduler.reported(name, now)
-            truncated = (
-                collected.routes_truncated if NodeStatusClass.ROUTES in tracked.obj.spec.classes else {}
-            )
-            status = build_status(collected, tracked.obj.spec.classes)
+            classes = tracked.obj.spec.classes
+            truncated = collected.routes_truncated if NodeStatusClass.ROUTES in classes else {}
+            status = build_status(collected, classes)
             # Latest wins; a fresh status is tried at once, even while an older one backs off.
-            tracked.desired = _Desired(status, dict(truncated), _spec_key(tracked.obj))
+            tracked.desired = _Desired(status, dict(truncated), spec)
             tracked.retry_at = None
             self._writes_wanted.set()
 
