@@ -14,7 +14,12 @@ import sys
 
 import pytest
 
-from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, route_bytes_within, serialised_size
+from calico_nodestatus.agent.budget import (
+    DEFAULT_SIZE_BUDGET_BYTES,
+    HEADROOM_BYTES,
+    route_bytes_within,
+    serialised_size,
+)
 from calico_nodestatus.api import BGPDaemonState, NodeStatusClass
 from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.errors import BirdParseError, BirdProtocolError, BirdTimeout
@@ -138,3 +143,5 @@ async def test_100mb_reply_keeps_memory_bounded(
             parse.reply_lines(replies["show route"])
         ))
         assert used <= room < used + smallest, (used, room, smallest)
+        # ...and that room is the budget's: all but its headroom and the rest of an object (< 1 KiB).
+        assert DEFAULT_SIZE_BUDGET_BYTES - HEADROOM_BYTES - 1024 < room < DEFAULT_SIZE_BUDGET_BYTES - HEADROOM_BYTES
