@@ -9,9 +9,9 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,7 +267,9 @@ async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: 
     await traced_watch.delivered("status-a", "status-b")
 
 
-async def test_several_processes_opening_a_new_file_at_once(tmp_path: Path, spawn: Callable[..., Any]) -> None:
+async def test_several_processes_opening_a_new_file_at_once(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
     """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) while
     another connection is writing in it. Eight processes open the same new file together while
     one is: each is refused, retries (its debug log says so), and once the writer is done all of
@@ -290,7 +292,8 @@ async def test_several_processes_opening_a_new_file_at_once(tmp_path: Path, spaw
         assert await worker.receive(60) == "ok 0"
         assert await worker.process.wait() == 0
     async with EmbeddedDatastore(path) as store:
-        assert sorted(record.node for record in await store.list_liveness()) == [f"node-{i}" for i in range(8)]
+        nodes = sorted(record.node for record in await store.list_liveness())
+    assert nodes == [f"node-{i}" for i in range(8)]
 
 
 async def test_missing_parent_directories_are_private(tmp_path: Path) -> None:

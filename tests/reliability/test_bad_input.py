@@ -34,7 +34,9 @@ SEEDS: list[tuple[Path, Callable[[list[str]], Any]]] = [
     for path in all_transcripts()
     if (parser := parser_for(path)) is not None and path.stat().st_size < 64 * 1024
 ]
-CORPUS: list[tuple[Callable[[list[str]], Any], bytes]] = [(parser, path.read_bytes()) for path, parser in SEEDS]
+CORPUS: list[tuple[Callable[[list[str]], Any], bytes]] = [
+    (parser, path.read_bytes()) for path, parser in SEEDS
+]
 # Every route `via ... on eth0` in the mesh3 transcripts (bird and bird6): the ones made hostile.
 HOSTILE_DESTINATIONS = {"198.19.0.64/26", "198.19.0.128/26", "2001:db8:1::80/122", "2001:db8:1::40/122"}
 ROUTE_REPLIES = [data for parser, data in CORPUS if parser is parse.parse_routes]

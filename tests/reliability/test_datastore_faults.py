@@ -124,7 +124,8 @@ async def _etcd_outage(etcd: EtcdServer, lab: Lab, tmp_path: Path, seconds: floa
             await wait_for(routes_cleared, within, "spec change applied")
             assert time.monotonic() - changed <= within
             # Every kind of datastore work (writes, heartbeat, watch) has worked again by now.
-            await wait_for(lambda: _ok(agent, status_file), within, "outage cleared in snapshot and status file")
+            cleared = "outage cleared in snapshot and status file"
+            await wait_for(lambda: _ok(agent, status_file), within, cleared)
 
 
 async def _ok(agent: NodeStatusAgent, status_file: Path) -> bool:
@@ -213,7 +214,7 @@ async def test_write_in_backoff_is_retried_as_soon_as_the_datastore_answers(
         assert agent.snapshot().counters.collections == collections, "written by a fresh collection"
     assert written_at is not None
     waited = written_at.timestamp() - last_failure.created
-    assert waited < retry_in, f"written {waited:.2f}s after the last failure: the backoff ({retry_in}s) ran out"
+    assert waited < retry_in, f"written {waited:.2f}s after the last failure: its {retry_in}s backoff ran out"
 
 
 async def _respec(store: Datastore, name: str, classes: list[NodeStatusClass]) -> CalicoNodeStatus:

@@ -73,9 +73,9 @@ async def follow_node_objects(
                 log_event(log, logging.INFO, "listed", node=node, objects=len(objects), rv=revision)
             delivered = 0
             resync = asyncio.timeout(resync_seconds)
-            confirm = (
-                loop.call_later(RESUMED_STREAM_CONFIRM_SECONDS, on_datastore_state, True, "") if woken else None
-            )
+            confirm = None
+            if woken:  # the datastore answers again: a stream that does not fail now is working
+                confirm = loop.call_later(RESUMED_STREAM_CONFIRM_SECONDS, on_datastore_state, True, "")
             woken = False
             try:
                 async with resync, contextlib.aclosing(datastore.watch(revision, node=node)) as events:

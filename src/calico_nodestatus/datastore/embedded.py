@@ -162,7 +162,12 @@ class EmbeddedDatastore(Datastore):
                 if ("locked" not in str(error) and "busy" not in str(error)) or time.monotonic() > deadline:
                     raise
                 if not refused:  # once per open: contention worth seeing, not every retry
-                    log.debug("event=wal_switch_busy path=%s error=%r retry_for=%gs", self.path, str(error), self.busy_timeout)
+                    log.debug(
+                        "event=wal_switch_busy path=%s error=%r retry_for=%gs",
+                        self.path,
+                        str(error),
+                        self.busy_timeout,
+                    )
                     refused = True
             time.sleep(WAL_SWITCH_RETRY_S)
 
