@@ -1,4 +1,4 @@
-"""Concurrency with the real agent on a real embedded datastore (BIRD: the transcript replay).
+"""Concurrency with the real agent on a real embedded datastore (BIRD: the lab's real pair).
 
 - A user edits spec.classes and updatePeriodSeconds 1,000 times while the agent writes status:
   no edit is lost (compare-and-swap on both sides; the agent's status writes never carry a spec),
@@ -19,9 +19,9 @@ import pytest
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Conflict, Datastore
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
-from tests.faults.replay import Fault, ReplayServer
+from calico_nodestatus.lab import Lab
 from tests.plugins.agent import node_status, wait_for
-from tests.reliability.conftest import NODE, replay_collector, running_agent
+from tests.reliability.conftest import NODE, lab_collector, running_agent
 
 EDITS = 1000
 CLASS_SETS = [
@@ -56,12 +56,10 @@ def _sections(obj: CalicoNodeStatus) -> set[NodeStatusClass]:
 
 
 @pytest.mark.slow
-async def test_1000_spec_edits_while_the_agent_writes(
-    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
-) -> None:
+async def test_1000_spec_edits_while_the_agent_writes(bird_mesh: Lab, tmp_path: Path) -> None:
     async with EmbeddedDatastore(tmp_path / "db") as store, EmbeddedDatastore(tmp_path / "db") as user:
         await user.create(node_status("edited", NODE, ["Agent"], 1))
-        async with running_agent(store, replay_collector(replayed_bird)) as agent:
+        async with running_agent(store, lab_collector(bird_mesh)) as agent:
             last: CalicoNodeStatus | None = None
             for i, classes in zip(range(EDITS), itertools.cycle(CLASS_SETS), strict=False):
                 last = await _edit(user, "edited", classes, 1 + i % 3)
@@ -85,14 +83,12 @@ async def test_1000_spec_edits_while_the_agent_writes(
 
 
 @pytest.mark.slow
-async def test_two_agents_for_one_node_converge_without_a_write_storm(
-    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
-) -> None:
+async def test_two_agents_for_one_node_converge_without_a_write_storm(bird_mesh: Lab, tmp_path: Path) -> None:
     async with EmbeddedDatastore(tmp_path / "db") as one, EmbeddedDatastore(tmp_path / "db") as two:
         await one.create(node_status("twice", NODE, ["Agent", "BGP", "Routes"], 1))
         async with (
-            running_agent(one, replay_collector(replayed_bird), holder="host-a/1") as first,
-            running_agent(two, replay_collector(replayed_bird), holder="host-b/2") as second,
+            running_agent(one, lab_collector(bird_mesh), holder="host-a/1") as first,
+            running_agent(two, lab_collector(bird_mesh), holder="host-b/2") as second,
         ):
 
             async def filled() -> Any:
@@ -104,11 +100,11 @@ async def test_two_agents_for_one_node_converge_without_a_write_storm(
             quiet = await one.get("twice")
             assert quiet.metadata.resource_version == before.metadata.resource_version, "rewrites"
 
-            replayed_bird[0].fault = Fault.CUT  # one real change in BIRD's answer
+            bird_mesh.set_routes(1, 1)  # one real change in BIRD's answer: a route more
 
             async def changed() -> Any:
                 obj = await one.get("twice")
-                return obj if not obj.status.routes.routes_v4 else None
+                return obj if len(obj.status.routes.routes_v4) > len(before.status.routes.routes_v4) else None
 
             after = await wait_for(changed, 3, "the change written")
             await asyncio.sleep(3)
