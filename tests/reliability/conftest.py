@@ -18,7 +18,6 @@ from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.lab import Lab
-from tests.faults.replay import ReplayServer
 
 NODE = "node-1"
 
@@ -38,11 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
-
-
-def replay_collector(bird: tuple[ReplayServer, ReplayServer]) -> Collector:
-    """The agent's BIRD collector reading the replayed pair (the `replayed_bird` fixture)."""
-    return bird_collector(str(bird[0].path), str(bird[1].path))
 
 
 def lab_collector(lab: Lab, node: int = 1) -> Collector:
