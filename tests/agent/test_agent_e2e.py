@@ -12,6 +12,7 @@ import ipaddress
 import json
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -119,8 +120,12 @@ async def test_class_and_period_changes_take_effect_at_once(
         await store.update(
             current.model_copy(update={"spec": current.spec.model_copy(update={"update_period_seconds": 1})})
         )
-        await asyncio.sleep(3.5)
-        assert agent.snapshot().counters.collections - before >= 3
+
+
+        async def collecting_every_second() -> bool:  # at a period of 60 s, none would come for a minute
+            return agent.snapshot().counters.collections - before >= 3
+
+        await wait_for(collecting_every_second, 30, "three collections at the new period")
 
 
 @on_every_datastore
@@ -169,12 +174,18 @@ async def test_quiet_node_keeps_resource_version_while_liveness_stays_fresh(
         await wait_for(lambda: _filled(store, "quiet"), 3, "status filled")
         obj = await _settled(store, "quiet", quiet_for=1.5)
         collections = agent.snapshot().counters.collections
-        for _ in range(4):  # 3+ periods
-            await asyncio.sleep(1)
+        renewals: set[float] = set()
+
+        async def renewed_while_collecting() -> bool:
+            """The record is renewed again and again, alive by its own TTL at every look, while
+            the agent keeps collecting (it did look, every period) without writing."""
             record = await store.get_liveness(node.name)
-            assert record is not None and (time.time() - record.renewed_at.timestamp()) < 1.5
+            assert record is not None and record.is_alive(datetime.now(UTC)), record
+            renewals.add(record.renewed_at.timestamp())
+            return len(renewals) >= 4 and agent.snapshot().counters.collections - collections >= 3
+
+        await wait_for(renewed_while_collecting, 30, "three renewals and three collections")
         assert (await store.get("quiet")).metadata.resource_version == obj.metadata.resource_version
-        assert agent.snapshot().counters.collections - collections >= 3  # it did look, every period
 
 
 @on_every_datastore

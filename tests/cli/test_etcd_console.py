@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from calico_nodestatus.datastore.etcd import RESOURCE_PREFIX
+from calico_nodestatus.datastore.etcd import DEFAULT_REQUEST_TIMEOUT_S, RESOURCE_PREFIX
 from tests.cli.conftest import MANIFESTS, console_base_env, etcd_text, run_console
 from tests.plugins.etcd import EtcdServer, free_port
 
@@ -154,14 +153,13 @@ def dead_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
 def test_unreachable_etcd_is_one_error_line_and_exit_1_without_hanging(
     dead_endpoint: str, output: str
 ) -> None:
-    started = time.monotonic()
+    # Not hanging: the run ends by itself (run_console's deadline fails it otherwise); a silent
+    # endpoint is given up on after the client's request timeout, which the error line states.
     options = ["--datastore-type", "etcdv3", "--etcd-endpoints", dead_endpoint]
     result = run_console(console_base_env(), *options, "get", "cns", "-o", output)
-    elapsed = time.monotonic() - started
     assert result.returncode == 1
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"Error: etcd unreachable at {dead_endpoint}") or line.startswith(
-        f"Error: etcd at {dead_endpoint} did not answer"
+        f"Error: etcd at {dead_endpoint} did not answer within {DEFAULT_REQUEST_TIMEOUT_S:g}s"
     ), line
-    assert elapsed < 8, elapsed

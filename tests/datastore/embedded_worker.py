@@ -4,11 +4,14 @@ python -m tests.datastore.embedded_worker writer DB NAME   # stdin: "read", "upd
 python -m tests.datastore.embedded_worker bump DB NAME COUNT  # after a stdin line: COUNT read-modify-writes
 python -m tests.datastore.embedded_worker watch DB RV COUNT # prints COUNT events, then exits
 python -m tests.datastore.embedded_worker lock DB           # holds a write lock until a stdin line
+python -m tests.datastore.embedded_worker open DB NODE      # after a stdin line: opens DB, lists, renews
+                                                            # NODE's liveness (its debug log on stdout)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import sys
 
@@ -73,6 +76,22 @@ async def watch(db: str, resource_version: str, count: int) -> None:
     await datastore.close()
 
 
+async def open_new(db: str, node: str) -> None:
+    """Opens the (new) file when told to, as one of several processes started together; the
+    datastore's debug log (its busy retries) is printed with the replies. The busy timeout is long:
+    the test decides when the file is free."""
+    product_log = logging.getLogger("calico_nodestatus")
+    product_log.setLevel(logging.DEBUG)
+    product_log.addHandler(logging.StreamHandler(sys.stdout))
+    say("ready")
+    sys.stdin.readline()
+    datastore = EmbeddedDatastore(db, busy_timeout=120)
+    objects, _ = await datastore.list()
+    await datastore.renew_liveness(node, "host/1", 30)
+    say(f"ok {len(objects)}")
+    await datastore.close()
+
+
 def lock(db: str) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
@@ -92,6 +111,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(watch(db, rest[0], int(rest[1])))
     elif mode == "lock":
         lock(db)
+    elif mode == "open":
+        asyncio.run(open_new(db, rest[0]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

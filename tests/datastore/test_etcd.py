@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -269,15 +270,44 @@ async def test_objects_written_by_calico_are_indexed_on_node_list(
 
 
 async def test_list_reads_page_by_page_at_one_revision(
-    etcd_datastore: EtcdDatastore, monkeypatch: pytest.MonkeyPatch
+    etcd: EtcdServer, etcd_datastore: EtcdDatastore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Pages of 2 objects; between two pages another client changes an object not read yet, adds
+    one and deletes one: the list is still the one state of the first page's revision."""
     monkeypatch.setattr(etcd_module, "LIST_PAGE_SIZE", 2)
     names = [f"status-{i}" for i in range(5)]
     for name in names:
         await etcd_datastore.create(make_status(name))
-    objects, revision = await etcd_datastore.list()
+    before = {obj.name: obj for obj in (await etcd_datastore.list())[0]}
+    other = EtcdDatastore(config_for(etcd))
+    pages = 0
+    read_page = etcd_datastore._range
+
+    async def page_then_write(request: Any) -> Any:
+        nonlocal pages
+        response = await read_page(request)
+        pages += 1
+        if pages == 1:
+            changed = before["status-4"].model_copy(deep=True)
+            changed.spec.update_period_seconds = 99
+            await other.update(changed)
+            await other.create(make_status("status-9"))
+            await other.delete("status-3")
+        return response
+
+    monkeypatch.setattr(etcd_datastore, "_range", page_then_write)
+    try:
+        objects, revision = await etcd_datastore.list()
+    finally:
+        await other.close()
+    assert pages == 3
     assert [obj.name for obj in objects] == names
-    assert int(revision) >= max(int(obj.metadata.resource_version or 0) for obj in objects)
+    assert [obj.spec.update_period_seconds for obj in objects] == [
+        before[name].spec.update_period_seconds for name in names
+    ]
+    assert int(revision) == max(int(obj.metadata.resource_version or 0) for obj in objects)
+    current = [obj.name for obj in (await etcd_datastore.list())[0]]
+    assert current == ["status-0", "status-1", "status-2", "status-4", "status-9"]  # the writes happened
 
 
 def _signal(server: EtcdServer, signum: signal.Signals) -> None:

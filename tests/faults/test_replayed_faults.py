@@ -14,10 +14,18 @@ import sys
 
 import pytest
 
+from calico_nodestatus.agent.budget import (
+    DEFAULT_SIZE_BUDGET_BYTES,
+    HEADROOM_BYTES,
+    route_bytes_within,
+    serialised_size,
+)
 from calico_nodestatus.api import BGPDaemonState, NodeStatusClass
+from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.errors import BirdParseError, BirdProtocolError, BirdTimeout
 from calico_nodestatus.collect.gather import ALL_CLASSES, BirdSockets, CollectionResult, gather
-from tests.faults.replay import Fault, ReplayServer
+from calico_nodestatus.collect.sections import DEFAULT_ROUTE_LIMIT, api_route
+from tests.faults.replay import Fault, ReplayServer, huge_route_reply
 from tests.plugins.agent import REPO
 
 ROUTES = NodeStatusClass.ROUTES
@@ -100,6 +108,7 @@ async def test_100mb_reply_keeps_memory_bounded(
     use; `agent` is the agent's collector (routes beyond the size budget are never held)."""
     bird, bird6 = replayed_bird
     bird.fault = Fault.HUGE
+    replies = bird.replies
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -117,5 +126,23 @@ async def test_100mb_reply_keeps_memory_bounded(
     growth = report["peak_rss"] - report["baseline_rss"]
     assert growth < bird.huge_bytes // 3, f"peak RSS grew by {growth / 2**20:.0f} MiB for a 100 MiB reply"
     assert report["errors"] == {}
-    assert 0 < report["kept"]["4"] < 100_000  # bounded, not every one of the ~1.2 million routes
+    # Every route read is counted, and exactly the documented cap of them is kept.
+    sent_lines = sum(chunk.count(b"\n") for chunk in huge_route_reply(replies["show route"], bird.huge_bytes))
+    routes_sent = sent_lines - 1  # one route per line (no multipath here), the final `0000` aside
+    assert report["total"] == {"4": routes_sent, "6": 4}
+    assert report["truncated"] == {"4": routes_sent - report["kept"]["4"], "6": 0}
     assert report["kept"]["6"] == 4
+    if mode == "gather":
+        assert report["kept"]["4"] == DEFAULT_ROUTE_LIMIT
+    else:
+        # As many as the default budget's room for routes holds: the IPv6 four (the family needing
+        # less goes first), then IPv4 routes until not even the smallest one fits any more.
+        room = route_bytes_within(DEFAULT_SIZE_BUDGET_BYTES)
+        used = report["kept_bytes"]["4"] + report["kept_bytes"]["6"]
+        smallest = min(serialised_size(api_route(r).to_wire()) + 1 for r in parse.parse_routes(
+            parse.reply_lines(replies["show route"])
+        ))
+        assert used <= room < used + smallest, (used, room, smallest)
+        # ...and that room is the budget's: all but its headroom and the rest of an object (< 1 KiB).
+        without_headroom = DEFAULT_SIZE_BUDGET_BYTES - HEADROOM_BYTES
+        assert without_headroom - 1024 < room < without_headroom

@@ -4,6 +4,9 @@
   session Established. Shared: use it read-only (or undo what you change). Tests using it run
   once per BIRD version.
 - `lab_mesh_bird16`, `lab_mesh_bird2`: the same labs, for tests about one version.
+- `bird_mesh`: the BIRD 1.6 mesh for tests that need a real BIRD pair (bird + bird6, like
+  calico-node) but no BIRD fault; such a test changes BIRD's answer by loading extra routes on
+  node 1 (`set_routes(1, n)`), which are removed after it.
 - `lab_factory` (function scope): `lab_factory(nodes=3, bird="2", ipv6=True, **Lab.up kwargs)`
   builds a private lab for fault tests; everything it built is torn down after the test.
 - `built_lab(bird, **Lab.up kwargs)`: a context manager for labs of a module's or session's own.
@@ -105,6 +108,17 @@ def lab_mesh(request: pytest.FixtureRequest) -> Lab:
     name = "lab_mesh_bird16" if request.param == "1.6" else "lab_mesh_bird2"
     lab: Lab = request.getfixturevalue(name)
     return lab
+
+
+@pytest.fixture
+def bird_mesh(lab_mesh_bird16: Lab) -> Iterator[Lab]:
+    """The shared BIRD 1.6 mesh; node 1's extra routes and daemons are restored after the test."""
+    try:
+        yield lab_mesh_bird16
+    finally:
+        if lab_mesh_bird16.node(1).state.extra_routes_v4:
+            lab_mesh_bird16.set_routes(1, 0)
+        lab_mesh_bird16.bird_start(1)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Shared parts of the reliability suite: the `--run-soak` switch and an in-process agent
-(status objects, polling and the replayed BIRD pair: tests/plugins/agent.py).
+(status objects and polling: tests/plugins/agent.py), reading the real BIRD pair of the lab
+(`bird_mesh`, tests/plugins/lab.py) or, for BIRD faults, the replayed one (`replayed_bird`).
 
 Soak tests (marker `soak`) run only with `--run-soak` (see `make soak`, which runs this directory;
 their duration comes from the environment, e.g. SOAK_SECONDS)."""
@@ -16,7 +17,7 @@ import pytest
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
 from calico_nodestatus.datastore.base import Datastore
-from tests.faults.replay import ReplayServer
+from calico_nodestatus.lab import Lab
 
 NODE = "node-1"
 
@@ -38,9 +39,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def replay_collector(bird: tuple[ReplayServer, ReplayServer]) -> Collector:
-    """The agent's BIRD collector reading the replayed pair (the `replayed_bird` fixture)."""
-    return bird_collector(str(bird[0].path), str(bird[1].path))
+def lab_collector(lab: Lab, node: int = 1) -> Collector:
+    """The agent's BIRD collector reading a lab node's real bird and bird6."""
+    daemons = lab.node(node)
+    return bird_collector(str(daemons.socket_v4), str(daemons.socket_v6))
 
 
 @asynccontextmanager

@@ -1,11 +1,11 @@
-"""Datastore faults with the real agent: a real etcd stopped and restarted (10 s here, 60 s in the
-soak suite), restarted with compaction so the watch revision is gone, and the real embedded
-database locked by another process for 10 s. BIRD is the transcript replay (tests/faults): these
-tests are about the datastore, and its content can be changed on demand during the outage.
+"""Datastore faults with the real agent reading the real BIRD pair of the lab (`bird_mesh`): a real
+etcd stopped and restarted (10 s here, 60 s in the soak suite), cut off by a partition while the
+data changes and is compacted, and the real embedded database locked by another process for 10 s.
+BIRD's answer is changed during an outage by loading extra routes on the node.
 
 Expected every time: the agent keeps collecting, reports the outage (snapshot for metrics, the
 status file's `datastore` component), writes the latest status within one period of recovery,
-and misses no spec change."""
+clears the outage report as soon as the datastore answers again, and misses no spec change."""
 
 from __future__ import annotations
 
@@ -28,18 +28,25 @@ from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.health.statusfile import read_status_file
-from tests.faults.replay import Fault, ReplayServer
+from calico_nodestatus.lab import Lab
 from tests.faults.tcp_relay import TcpRelay, tcp_relay
 from tests.plugins.agent import REPO, node_status, wait_for
 from tests.plugins.etcd import EtcdServer, free_port
-from tests.reliability.conftest import NODE, replay_collector, running_agent
+from tests.reliability.conftest import NODE, lab_collector, running_agent
+
+pytestmark = pytest.mark.lab
 
 PERIOD = 1
 DATASTORE_TIMEOUT = 2.0  # the agent's per-request datastore timeout in these tests (conftest)
 # The first successful datastore operation after the outage (the 0.5 s heartbeat here) wakes the
-# watch out of its backoff, so a spec change made right after recovery arrives within one period
-# (+ a request timeout for a call racing the datastore's start-up), whatever the outage's length.
+# watch out of its backoff and retries a write waiting in its backoff, so the latest status and a
+# spec change made right after recovery arrive within one period (+ a request timeout for a call
+# racing the datastore's start-up), whatever the outage's length.
 WITHIN_ONE_PERIOD_AFTER_RECOVERY = PERIOD + DATASTORE_TIMEOUT + 2
+ROUTES_ADDED = 3  # extra routes loaded on the node during an outage: BIRD's answer changes
+# How long an outage may take on a loaded machine to show what it must (it lasts at least the
+# stated seconds, and until the agent has collected that many times during it).
+OUTAGE_DEADLINE = 120
 
 
 def _datastore_component(status_file: Path) -> Any:
@@ -50,47 +57,55 @@ async def _v4_routes(store: Datastore, name: str) -> int:
     return len((await store.get(name)).status.routes.routes_v4)
 
 
-async def _outage(
-    agent: NodeStatusAgent,
-    status_file: Path,
-    seconds: float,
-    during: Callable[[], None],
-) -> None:
-    """While the datastore is down: the agent keeps collecting on schedule (writes run in their
-    own task, so a hanging or locked datastore never holds the collection loop) and says the
-    datastore is out."""
+async def _outage(agent: NodeStatusAgent, status_file: Path, seconds: float, lab: Lab) -> None:
+    """While the datastore is down (started by the caller): BIRD's answer changes, and the agent
+    keeps collecting on schedule (writes run in their own task, so a hanging or locked datastore
+    never holds the collection loop) and says the datastore is out. The outage lasts `seconds`
+    and at least one collection per period of it (less one), however slow this machine is."""
+    started = time.monotonic()
     collections = agent.snapshot().counters.collections
-    during()
-    await asyncio.sleep(seconds)
-    snapshot = agent.snapshot()
+    lab.set_routes(1, ROUTES_ADDED)
+
+    def reported() -> bool:
+        snapshot = agent.snapshot()
+        component = _datastore_component(status_file)
+        return (
+            not snapshot.datastore_ok
+            and bool(snapshot.datastore_reason)
+            and component is not None
+            and not component.ready
+            and bool(component.reason)
+        )
+
+    async def outage_reported() -> bool:
+        return reported()
+
+    await wait_for(outage_reported, OUTAGE_DEADLINE, "the outage reported in snapshot and status file")
     least = seconds / PERIOD - 1
-    assert snapshot.counters.collections - collections >= least, "collection stalled"
-    assert not snapshot.datastore_ok and snapshot.datastore_reason
-    component = _datastore_component(status_file)
-    assert component is not None and not component.ready and component.reason
+
+    async def lasted() -> bool:
+        done = agent.snapshot().counters.collections - collections
+        return done >= least and time.monotonic() - started >= seconds
+
+    await wait_for(lasted, OUTAGE_DEADLINE, f"{least:g} collections during the outage")
+    assert reported(), "the outage stopped being reported while it lasted"
 
 
-async def _etcd_outage(
-    etcd: EtcdServer, bird: tuple[ReplayServer, ReplayServer], tmp_path: Path, seconds: float
-) -> None:
+async def _etcd_outage(etcd: EtcdServer, lab: Lab, tmp_path: Path, seconds: float) -> None:
     status_file = tmp_path / "status.json"
     config = DatastoreConfig.from_env(environ=etcd.datastore_env())
     async with open_datastore(config) as store, open_datastore(config) as user:
         await user.create(node_status("outage", NODE, ["Agent", "BGP", "Routes"], PERIOD))
-        collector = replay_collector(bird)
+        collector = lab_collector(lab)
         async with running_agent(store, collector, status_file=status_file, resync_seconds=600) as agent:
-            await wait_for(lambda: _v4_routes(user, "outage"), 5, "status filled")
-
-            def bird_changes() -> None:
-                etcd.stop()
-                bird[0].fault = Fault.CUT  # BIRD's answer changes while the datastore is away
-
-            await _outage(agent, status_file, seconds, bird_changes)
+            before = await wait_for(lambda: _v4_routes(user, "outage"), 30, "status filled")
+            etcd.stop()
+            await _outage(agent, status_file, seconds, lab)
             etcd.start()
             recovered = time.monotonic()
 
             async def latest_written() -> bool:
-                return await _v4_routes(user, "outage") == 0
+                return await _v4_routes(user, "outage") == before + ROUTES_ADDED
 
             # One period, plus one request timeout for the first write racing etcd's start-up.
             within = WITHIN_ONE_PERIOD_AFTER_RECOVERY
@@ -108,7 +123,9 @@ async def _etcd_outage(
             changed = time.monotonic()
             await wait_for(routes_cleared, within, "spec change applied")
             assert time.monotonic() - changed <= within
-            await wait_for(lambda: _ok(agent, status_file), 3, "outage cleared in snapshot and status file")
+            # Every kind of datastore work (writes, heartbeat, watch) has worked again by now.
+            cleared = "outage cleared in snapshot and status file"
+            await wait_for(lambda: _ok(agent, status_file), within, cleared)
 
 
 async def _ok(agent: NodeStatusAgent, status_file: Path) -> bool:
@@ -119,39 +136,85 @@ async def _ok(agent: NodeStatusAgent, status_file: Path) -> bool:
 @pytest.mark.etcd
 @pytest.mark.slow
 async def test_etcd_stopped_10s_and_restarted(
-    etcd_factory: Callable[..., EtcdServer], replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    etcd_factory: Callable[..., EtcdServer], bird_mesh: Lab, tmp_path: Path
 ) -> None:
-    await _etcd_outage(etcd_factory(), replayed_bird, tmp_path, 10)
+    await _etcd_outage(etcd_factory(), bird_mesh, tmp_path, 10)
 
 
 @pytest.mark.etcd
 @pytest.mark.soak
 async def test_etcd_stopped_60s_and_restarted(
-    etcd_factory: Callable[..., EtcdServer], replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    etcd_factory: Callable[..., EtcdServer], bird_mesh: Lab, tmp_path: Path
 ) -> None:
-    await _etcd_outage(etcd_factory(), replayed_bird, tmp_path, 60)
+    await _etcd_outage(etcd_factory(), bird_mesh, tmp_path, 60)
 
 
 @asynccontextmanager
 async def _partitioned_agent(
-    etcd: EtcdServer, bird: tuple[ReplayServer, ReplayServer], name: str, classes: list[str]
-) -> AsyncIterator[tuple[Datastore, TcpRelay]]:
+    etcd: EtcdServer, lab: Lab, name: str, classes: list[str], period: int = 60
+) -> AsyncIterator[tuple[Datastore, TcpRelay, NodeStatusAgent]]:
     """The agent reaching etcd through a relay that can be cut (a partition), and a user's client
     talking to etcd directly. Resync is 10 minutes: only the watch can deliver changes."""
     user_config = DatastoreConfig.from_env(environ=etcd.datastore_env())
     async with tcp_relay(free_port(), etcd.client_port) as relay, open_datastore(user_config) as user:
         agent_env = etcd.datastore_env() | {"ETCD_ENDPOINTS": f"http://127.0.0.1:{relay.port}"}
-        await user.create(node_status(name, NODE, classes, 60))
+        await user.create(node_status(name, NODE, classes, period))
         async with (
             open_datastore(DatastoreConfig.from_env(environ=agent_env)) as store,
-            running_agent(store, replay_collector(bird), resync_seconds=600),
+            running_agent(store, lab_collector(lab), resync_seconds=600) as agent,
         ):
 
             async def reported() -> bool:
                 return (await user.get(name)).status.agent.bird_v4.state == "Ready"
 
-            await wait_for(reported, 5, "first report")
-            yield user, relay
+            await wait_for(reported, 30, "first report")
+            yield user, relay, agent
+
+
+# Writes failing through a partition until the write backoff is at least this long (5 failures:
+# 4-8 s), so a retry that waited for it could not pass for one made when the datastore came back.
+FAILED_WRITES = 5
+BACKOFF_PERIOD = 20  # no collection (which would write at once) between those failures and recovery
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+async def test_write_in_backoff_is_retried_as_soon_as_the_datastore_answers(
+    etcd_factory: Callable[..., EtcdServer], bird_mesh: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A status whose write failed through a partition waits in a backoff that grew with every
+    failure. When the heartbeat reaches the datastore again, the write is retried at once: the
+    latest status is stored before that backoff would have ended, and before the next collection
+    (which would have written it anyway)."""
+    caplog.set_level("INFO", logger="calico_nodestatus")
+    classes = ["Agent", "BGP", "Routes"]
+    async with _partitioned_agent(etcd_factory(), bird_mesh, "backoff", classes, BACKOFF_PERIOD) as (
+        user,
+        relay,
+        agent,
+    ):
+        before = await _v4_routes(user, "backoff")
+        await relay.cut()
+        bird_mesh.set_routes(1, ROUTES_ADDED)  # the next collection's status differs: it must be written
+
+        async def backed_off() -> bool:
+            return agent.snapshot().counters.write_errors >= FAILED_WRITES
+
+        await wait_for(backed_off, BACKOFF_PERIOD + 30, f"{FAILED_WRITES} failed writes")
+        collections = agent.snapshot().counters.collections
+        last_failure = [r for r in caplog.records if "event=write_failed" in r.getMessage()][-1]
+        retry_in = float(last_failure.getMessage().split("retry_in=")[1].split("s")[0])
+        await relay.restore()
+
+        async def latest_written() -> bool:
+            return await _v4_routes(user, "backoff") == before + ROUTES_ADDED
+
+        await wait_for(latest_written, BACKOFF_PERIOD, "the latest status written after the partition")
+        written_at = agent.snapshot().last_write_at
+        assert agent.snapshot().counters.collections == collections, "written by a fresh collection"
+    assert written_at is not None
+    waited = written_at.timestamp() - last_failure.created
+    assert waited < retry_in, f"written {waited:.2f}s after the last failure: its {retry_in}s backoff ran out"
 
 
 async def _respec(store: Datastore, name: str, classes: list[NodeStatusClass]) -> CalicoNodeStatus:
@@ -172,13 +235,13 @@ def _bgp_without_routes(user: Datastore, name: str) -> Callable[[], Awaitable[bo
 @pytest.mark.slow
 async def test_watch_dropped_resumes_without_missing_a_change(
     etcd_factory: Callable[..., EtcdServer],
-    replayed_bird: tuple[ReplayServer, ReplayServer],
+    bird_mesh: Lab,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The watch stream is cut (network partition, etcd keeps running) while the spec changes:
     the agent resumes the watch from its last revision and gets the change, without a re-list."""
     caplog.set_level("INFO", logger="calico_nodestatus")
-    async with _partitioned_agent(etcd_factory(), replayed_bird, "dropped", ["Agent"]) as (user, relay):
+    async with _partitioned_agent(etcd_factory(), bird_mesh, "dropped", ["Agent"]) as (user, relay, _):
         await relay.cut()
         await _respec(user, "dropped", [NodeStatusClass.AGENT, NodeStatusClass.BGP])
         await asyncio.sleep(1)
@@ -192,7 +255,7 @@ async def test_watch_dropped_resumes_without_missing_a_change(
 @pytest.mark.slow
 async def test_etcd_compacted_past_the_watch_revision_relists(
     etcd_factory: Callable[..., EtcdServer],
-    replayed_bird: tuple[ReplayServer, ReplayServer],
+    bird_mesh: Lab,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """While the agent is cut off, the spec changes twice and etcd compacts past the agent's watch
@@ -200,7 +263,7 @@ async def test_etcd_compacted_past_the_watch_revision_relists(
     spec. (The restart half of this fault is test_etcd_stopped_10s_and_restarted.)"""
     caplog.set_level("INFO", logger="calico_nodestatus")
     etcd = etcd_factory()
-    async with _partitioned_agent(etcd, replayed_bird, "compacted", ["Agent"]) as (user, relay):
+    async with _partitioned_agent(etcd, bird_mesh, "compacted", ["Agent"]) as (user, relay, _):
         await relay.cut()
         await _respec(user, "compacted", [NodeStatusClass.AGENT, NodeStatusClass.ROUTES])
         last = await _respec(user, "compacted", [NodeStatusClass.AGENT, NodeStatusClass.BGP])
@@ -211,15 +274,13 @@ async def test_etcd_compacted_past_the_watch_revision_relists(
     assert caplog.text.count("event=listed") == 2
 
 
-async def test_embedded_locked_10s_by_another_process(
-    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
-) -> None:
+async def test_embedded_locked_10s_by_another_process(bird_mesh: Lab, tmp_path: Path) -> None:
     db = tmp_path / "datastore.db"
     status_file = tmp_path / "status.json"
     async with EmbeddedDatastore(db) as store, EmbeddedDatastore(db) as user:
         await user.create(node_status("locked", NODE, ["Agent", "BGP", "Routes"], PERIOD))
-        async with running_agent(store, replay_collector(replayed_bird), status_file=status_file) as agent:
-            await wait_for(lambda: _v4_routes(user, "locked"), 5, "status filled")
+        async with running_agent(store, lab_collector(bird_mesh), status_file=status_file) as agent:
+            before = await wait_for(lambda: _v4_routes(user, "locked"), 30, "status filled")
             locker = subprocess.Popen(  # noqa: ASYNC220 - a plain child holding a lock, no I/O wait
                 [sys.executable, "-m", "tests.datastore.embedded_worker", "lock", str(db)],
                 cwd=REPO,
@@ -231,11 +292,7 @@ async def test_embedded_locked_10s_by_another_process(
             try:
                 assert locker.stdout is not None and locker.stdin is not None
                 assert locker.stdout.readline().strip() == "locked"
-
-                def bird_changes() -> None:
-                    replayed_bird[0].fault = Fault.CUT
-
-                await _outage(agent, status_file, 10, bird_changes)
+                await _outage(agent, status_file, 10, bird_mesh)
                 locker.stdin.write("release\n")
                 locker.stdin.flush()
                 assert locker.wait(5) == 0
@@ -243,9 +300,10 @@ async def test_embedded_locked_10s_by_another_process(
                 if locker.poll() is None:
                     locker.kill()
                     locker.wait()
-            await wait_for(lambda: _v4_routes_gone(user), PERIOD + 6, "latest status written after unlock")
-            await wait_for(lambda: _ok(agent, status_file), 6, "outage cleared")
 
+            async def latest_written() -> bool:
+                return await _v4_routes(user, "locked") == before + ROUTES_ADDED
 
-async def _v4_routes_gone(store: Datastore) -> bool:
-    return await _v4_routes(store, "locked") == 0
+            within = WITHIN_ONE_PERIOD_AFTER_RECOVERY
+            await wait_for(latest_written, within, "latest status written after unlock")
+            await wait_for(lambda: _ok(agent, status_file), within, "outage cleared")

@@ -19,18 +19,30 @@ import pytest
 
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
-from tests.faults.replay import ReplayServer
+from calico_nodestatus.lab import Lab
 from tests.plugins.agent import agent_argv, agent_process, embedded_env, node_status, wait_for
 from tests.plugins.etcd import EtcdServer, free_port
 from tests.reliability.conftest import NODE
 
 
 def _agent(
-    bird: tuple[ReplayServer, ReplayServer], env: dict[str, str], log: Path, *options: str
+    lab: Lab, env: dict[str, str], log: Path, *options: str
 ) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
-    """The agent logging at debug level (the most it could ever leak) on the replayed BIRD pair."""
-    argv = agent_argv(NODE, bird[0].path, bird[1].path, *options, log_level="debug")
+    """The agent logging at debug level (the most it could ever leak) on a lab node's real BIRD pair."""
+    node = lab.node(1)
+    argv = agent_argv(NODE, node.socket_v4, node.socket_v6, *options, log_level="debug")
     return agent_process(argv, env, log)
+
+
+async def _logged(log: Path, *events: str) -> None:
+    """Waits until the agent's log shows each event (`event=NAME`): the code path ran."""
+
+    async def all_there() -> bool:
+        text = await asyncio.to_thread(log.read_text, errors="replace")
+        return all(f"event={event} " in text for event in events)
+
+    tail = lambda: log.read_text(errors="replace")[-3000:]  # noqa: E731 - the failure's explanation
+    await wait_for(all_there, 60, f"{', '.join(events)} in {log.name}", explain=tail)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -42,12 +54,12 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 async def test_metrics_endpoint_binds_where_configured_and_serves_only_its_paths(
-    replayed_bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    bird_mesh: Lab, tmp_path: Path
 ) -> None:
     port = free_port()
     env = embedded_env(tmp_path / "db")
     options = ("--metrics-host", "127.0.0.1", "--metrics-port", str(port))
-    async with _agent(replayed_bird, env, tmp_path / "agent.log", *options):
+    async with _agent(bird_mesh, env, tmp_path / "agent.log", *options):
         base = f"http://127.0.0.1:{port}"
 
         async def serving() -> bool:
@@ -78,7 +90,7 @@ def _secret_lines(key_file: Path) -> list[str]:
 
 @pytest.mark.etcd
 async def test_etcd_client_key_never_logged(
-    replayed_bird: tuple[ReplayServer, ReplayServer], etcd_tls_server: EtcdServer, tmp_path: Path
+    bird_mesh: Lab, etcd_tls_server: EtcdServer, tmp_path: Path
 ) -> None:
     tls = etcd_tls_server.tls
     assert tls is not None
@@ -86,7 +98,7 @@ async def test_etcd_client_key_never_logged(
     async with open_datastore(DatastoreConfig.from_env(environ=env)) as store:
         await store.create(node_status("tls", NODE, ["Agent", "BGP", "Routes"], 1))
         try:
-            async with _agent(replayed_bird, env, tmp_path / "ok.log"):
+            async with _agent(bird_mesh, env, tmp_path / "ok.log"):
 
                 async def filled() -> bool:
                     return bool((await store.get("tls")).status.routes.routes_v4)
@@ -96,12 +108,14 @@ async def test_etcd_client_key_never_logged(
             await store.delete("tls")
     # Failing on purpose: a wrong endpoint (errors are logged with their details) and a key that
     # does not match the certificate (the TLS library's error path).
+    # Each runs until its failures are logged: the watch's and the heartbeat's (then the error
+    # details have been formatted and written, the moment a key could leak).
     broken = env | {"ETCD_ENDPOINTS": f"https://127.0.0.1:{free_port()}"}
-    async with _agent(replayed_bird, broken, tmp_path / "unreachable.log"):
-        await asyncio.sleep(3)
+    async with _agent(bird_mesh, broken, tmp_path / "unreachable.log"):
+        await _logged(tmp_path / "unreachable.log", "watch_failed", "liveness_renew_failed")
     mismatched = env | {"ETCD_CERT_FILE": str(tls.server_cert_file)}
-    async with _agent(replayed_bird, mismatched, tmp_path / "mismatch.log"):
-        await asyncio.sleep(3)
+    async with _agent(bird_mesh, mismatched, tmp_path / "mismatch.log"):
+        await _logged(tmp_path / "mismatch.log", "watch_failed", "liveness_renew_failed")
     secrets = _secret_lines(tls.key_file) + _secret_lines(tls.server_key_file)
     for log in ("ok.log", "unreachable.log", "mismatch.log"):
         text = (tmp_path / log).read_text(errors="replace")

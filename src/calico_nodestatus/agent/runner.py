@@ -16,7 +16,9 @@ fresh collection is tried at once. The routes-omitted annotation is metadata, so
 rare (a table crossing the budget).
 
 The first successful datastore operation after a failure wakes the watch out of its backoff, so
-spec changes made during an outage arrive right after recovery.
+spec changes made during an outage arrive right after recovery; likewise the heartbeat or the watch
+working again ends the write backoff, so the latest status is written right after recovery, not
+when a backoff grown over a long outage runs out.
 """
 
 from __future__ import annotations
@@ -602,6 +604,13 @@ class NodeStatusAgent:
             self._datastore_faults[work] = reason
         if ok and work != "watch" and "watch" in before:
             self._datastore_back.set()  # the datastore answers again; the watch may be backing off
+        if ok and work != "write" and work in before and "write" in before:
+            # Another kind of work recovered: the datastore is back, so a status waiting out its
+            # write backoff (which grows to tens of seconds over a long outage) is tried now.
+            for tracked in self._tracked.values():
+                if tracked.desired is not None:
+                    tracked.retry_at = None
+            self._writes_wanted.set()
         if self._datastore_faults != before:
             ready = not self._datastore_faults
             self._write_component("datastore", ready=ready, reason=self._datastore_reason())

@@ -6,6 +6,11 @@ revision is gone (``WatchExpired``) the objects are listed again. Datastore erro
 jitter; setting ``wake`` (the caller saw the datastore work again) ends the backoff at once, so
 changes made during an outage arrive right after it. The loop only ends when cancelled.
 
+After a failure the watch reports itself working again (``on_datastore_state``) when it lists,
+delivers an event, or — woken because the datastore answers again — its resumed stream has not
+failed for ``RESUMED_STREAM_CONFIRM_SECONDS``: a refused watch (e.g. no permission) fails at once,
+so it does not flap, and a quiet node is not reported as cut off until the next re-list.
+
 Every ``resync_seconds`` the objects are listed again anyway (the informer pattern): a backend whose
 node-filtered watch does not report an object moving to another node, or that lost an event, is
 corrected within that time. Correctness does not hang on it: writes are compare-and-swap, and a
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # A stream that ends without delivering anything is re-opened after this pause, not in a hot loop.
 EMPTY_STREAM_PAUSE_SECONDS = 0.2
+RESUMED_STREAM_CONFIRM_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ async def follow_node_objects(
 ) -> None:
     backoff = backoff or Backoff()
     revision: str | None = None
+    woken = False  # the last failure's backoff was ended by the datastore answering again
+    loop = asyncio.get_running_loop()
     while True:
         try:
             if revision is None:
@@ -65,6 +73,10 @@ async def follow_node_objects(
                 log_event(log, logging.INFO, "listed", node=node, objects=len(objects), rv=revision)
             delivered = 0
             resync = asyncio.timeout(resync_seconds)
+            confirm = None
+            if woken:  # the datastore answers again: a stream that does not fail now is working
+                confirm = loop.call_later(RESUMED_STREAM_CONFIRM_SECONDS, on_datastore_state, True, "")
+            woken = False
             try:
                 async with resync, contextlib.aclosing(datastore.watch(revision, node=node)) as events:
                     async for event in events:
@@ -72,11 +84,15 @@ async def follow_node_objects(
                         revision = event.resource_version
                         delivered += 1
                         backoff.reset()
+                        on_datastore_state(True, "")
             except TimeoutError:
                 if not resync.expired():
                     raise
                 revision = None
                 continue
+            finally:
+                if confirm is not None:
+                    confirm.cancel()
             if not delivered:
                 await asyncio.sleep(EMPTY_STREAM_PAUSE_SECONDS)
         except WatchExpired:
@@ -87,7 +103,8 @@ async def follow_node_objects(
             reason = str(exc) or type(exc).__name__
             on_datastore_state(False, reason)
             log_event(log, logging.WARNING, "watch_failed", node=node, error=reason, retry_in=f"{delay:.2f}s")
-            if await _backed_off(delay, wake):
+            woken = await _backed_off(delay, wake)
+            if woken:
                 backoff.reset()
                 log_event(log, logging.INFO, "watch_woken", node=node, reason="datastore back")
 

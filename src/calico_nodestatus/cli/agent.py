@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, MIN_SIZE_BUDGET_BYTES
 from calico_nodestatus.agent.content import CollectedSections
+from calico_nodestatus.agent.logs import log_event
 from calico_nodestatus.agent.runner import (
     DEFAULT_HEARTBEAT_SECONDS,
     AgentSettings,
@@ -38,6 +40,8 @@ from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.metrics.catalogue import DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT
 from calico_nodestatus.metrics.exporter import ExporterOptions, MetricsServer, build_registry
 from calico_nodestatus.metrics.state import AgentView, MetricsState, ObjectView
+
+log = logging.getLogger(__name__)
 
 # grpc's EventEngine keeps a work-stealing thread pool whose idle threads wake every few ms after
 # each RPC and every second besides: ≈ 0.05 % of a core for an agent whose only RPCs are a lease
@@ -229,8 +233,13 @@ def agent_command(
             )
             server = _metrics_server(registry, metrics_host, metrics_port) if metrics_port else None
             loop = asyncio.get_running_loop()
+
+            def stop_on(signum: signal.Signals) -> None:
+                log_event(log, logging.INFO, "stop_requested", signal=signum.name)
+                agent.stop()
+
             for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, agent.stop)
+                loop.add_signal_handler(signum, stop_on, signum)
             with server or contextlib.nullcontext():
                 await agent.run()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -94,6 +95,8 @@ WATCH_HOT_SECONDS = 1.0
 WATCH_BATCH = 256
 WAL_SWITCH_RETRY_S = 0.02
 
+log = logging.getLogger(__name__)
+
 
 def _encode(obj: CalicoNodeStatus) -> str:
     wire = obj.to_wire()
@@ -148,6 +151,7 @@ class EmbeddedDatastore(Datastore):
         connection is in the file during the switch: two processes opening a new file together
         hit that, so it is retried here for up to ``busy_timeout``."""
         deadline = time.monotonic() + self.busy_timeout
+        refused = False
         while True:
             try:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
@@ -157,6 +161,14 @@ class EmbeddedDatastore(Datastore):
             except sqlite3.OperationalError as error:
                 if ("locked" not in str(error) and "busy" not in str(error)) or time.monotonic() > deadline:
                     raise
+                if not refused:  # once per open: contention worth seeing, not every retry
+                    log.debug(
+                        "event=wal_switch_busy path=%s error=%r retry_for=%gs",
+                        self.path,
+                        str(error),
+                        self.busy_timeout,
+                    )
+                    refused = True
             time.sleep(WAL_SWITCH_RETRY_S)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
