@@ -312,6 +312,7 @@ def test_removing_any_one_detail_line_keeps_every_section(
     assert checked > 50
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize(("kind", "replies", "details"), CASES, ids=[c[0] for c in CASES])
 def test_changing_any_one_detail_line_keeps_every_section(
     kind: str, replies: list[list[str]], details: frozenset[int]
