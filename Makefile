@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/calico-nodestatus
 
-.PHONY: demo demo-down test lint deps system-deps control-plane venv lock bench soak clean
+.PHONY: demo demo-down test fuzz lint deps system-deps control-plane venv lock bench soak clean
 
 # `make demo DATASTORE=etcdv3`: the same demo on a private etcd; demo-down removes either.
 DATASTORE ?= embedded
@@ -19,6 +19,12 @@ test: deps
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/run_tests.py
+
+# The property tests with the `fuzz` profile (tests/plugins/hypothesis_profiles.py): random
+# examples, 50 times CI's fixed derandomised budget; failures are kept in .hypothesis/ and replayed
+# first on the next run.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider --timeout=0 tests
 
 lint: venv
 	$(BIN)/ruff check src tests bench scripts

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.plugins.kubernetes",
     "tests.plugins.agent",
     "tests.plugins.skips",
+    "tests.plugins.hypothesis_profiles",
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"

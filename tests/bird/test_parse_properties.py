@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_nodestatus.bird import parse
 from calico_nodestatus.bird.errors import BirdParseError
 from calico_nodestatus.bird.names import decode_peer_name
 from tests.bird.transcripts import lines
+from tests.plugins.hypothesis_profiles import examples
 
 SEEDS: dict[str, tuple[Callable[[list[str]], Any], list[str]]] = {
     "status": (parse.parse_status, lines("2.0.12", "gr", "c00_0s_after_restart__show_status")),
@@ -26,7 +27,8 @@ SEEDS: dict[str, tuple[Callable[[list[str]], Any], list[str]]] = {
     "routes_2": (parse.parse_routes, lines("2.0.12", "peertypes", "show_route_all")),
     "count": (parse.parse_route_count, lines("2.0.12", "peertypes", "show_route_count")),
 }
-PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(max_examples=examples(300))
+pytestmark = pytest.mark.fuzz
 LINE_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=60)
 
 
@@ -76,7 +78,7 @@ def test_mutated_replies_raise_only_parse_errors(name: str) -> None:
 def test_random_lines_raise_only_parse_errors(name: str) -> None:
     parser, _ = SEEDS[name]
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=examples(150))
     @given(st.lists(LINE_TEXT, max_size=8))
     def check(reply: list[str]) -> None:
         _only_parse_errors(parser, reply)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, serialised_size
@@ -27,6 +27,7 @@ from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from tests.bird.transcripts import all_transcripts, parser_for
 from tests.faults.replay import Fault, ReplayServer, huge_route_reply, transcript
 from tests.plugins.agent import node_status, wait_for
+from tests.plugins.hypothesis_profiles import examples
 from tests.reliability.conftest import NODE, running_agent
 
 SEEDS: list[tuple[Path, Callable[[list[str]], Any]]] = [
@@ -95,7 +96,8 @@ def test_corpus_is_real_and_parses() -> None:
     assert 0 < refused < len(SEEDS) // 4
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
+@settings(max_examples=examples(3000))
 @given(mutated_reply())
 def test_mutated_corpus_raises_only_parse_errors(case: tuple[Callable[[list[str]], Any], bytes]) -> None:
     parser, data = case
@@ -103,7 +105,8 @@ def test_mutated_corpus_raises_only_parse_errors(case: tuple[Callable[[list[str]
         parser(parse.reply_lines(data))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
+@settings(max_examples=examples(1500))
 @given(st.data())
 def test_mutated_routes_streamed_in_random_chunks(data: st.DataObject) -> None:
     """The streamed parser sees the same mutated bytes split at arbitrary line boundaries."""

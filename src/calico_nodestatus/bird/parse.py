@@ -3,8 +3,15 @@
 Every parser takes the raw lines of one reply as BIRD sent them (reply-code prefixes included,
 newlines removed). The whole-reply parsers expect the final line (`0000 `, `0013 …`, `0014 …`)
 as the last line; error replies (8xxx/9xxx) are turned into typed errors by the client before
-parsing, so here they are just unexpected lines. Anything not understood raises
-`BirdParseError`, and nothing else escapes.
+parsing, so here they are just unexpected lines.
+
+Tolerant of content, strict about framing (docs/collection-rules.md): only a broken reply-code
+sequence (a line that is neither a coded line nor a continuation, a code the reply may not carry,
+a line after the final one, no final line) or a record that cannot be read at all (a protocol
+table header or a route line of unknown shape) raises `BirdParseError`, and nothing else escapes.
+An informational line the parser does not use (a 1xxx code, unknown `show status` text, an
+unknown route attribute) is skipped, and a detail value that does not parse loses that one field
+of that one protocol.
 
 `show route` is parsed incrementally by `RouteParser.feed()`, chunk by chunk as the reply
 streams in. It is the hot path (hundreds of thousands of lines), hence str.split() and index
@@ -13,6 +20,7 @@ checks instead of regular expressions, and one tuple per route.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Iterator
 
 from calico_nodestatus.bird.errors import BirdParseError
@@ -48,6 +56,11 @@ PROTOCOLS_HEADER = ("name", "proto", "table", "state", "since", "info")
 def _is_uint(text: str) -> bool:
     # isdigit() alone accepts characters like "²" that int() rejects.
     return text.isascii() and text.isdecimal()
+
+
+def _is_informational(code: int | None) -> bool:
+    # BIRD's 1xxx codes carry the records of a reply; one a parser does not use is skipped.
+    return code is not None and 1000 <= code < 2000
 
 
 def reply_lines(data: bytes | str) -> list[str]:
@@ -105,7 +118,11 @@ _STATUS_FIELDS = {
 
 
 def parse_status(lines: Iterable[str]) -> DaemonStatus:
-    """`show status` (ends with `0013 <message>`); an optional `0024` graceful-restart block."""
+    """`show status` (ends with `0013 <message>`); an optional `0024` graceful-restart block.
+
+    Informational lines are read by their text, whichever 1xxx code carries them (BIRD prints
+    `1000` for the version and `1011` for the rest, but a lost code line must not turn the lines
+    under it into errors); text it does not know is skipped, and the first value of a field wins."""
     fields: dict[str, str] = {}
     version: str | None = None
     message = ""
@@ -113,34 +130,28 @@ def parse_status(lines: Iterable[str]) -> DaemonStatus:
     gr_waiting: int | None = None
     gr_timer: str | None = None
     for code, text in _split_final(lines, (13,)):
-        if code == 1000:
-            if not text.startswith("BIRD "):
-                raise BirdParseError("version line does not start with 'BIRD '", text)
-            version = text[5:].strip() or None
-        elif code == 1011:
-            for label, field in _STATUS_FIELDS.items():
-                if text.startswith(label):
-                    fields[field] = text[len(label) :].strip()
-                    break
-            else:
-                raise BirdParseError("unknown line in the status block", text)
+        stripped = text.strip()
+        if code == 13:
+            message = stripped
         elif code == 24:
-            stripped = text.strip()
             if gr_message is None:
                 gr_message = stripped
             elif stripped.startswith("Waiting for "):
                 count = stripped.split()[2]
-                if not _is_uint(count):
-                    raise BirdParseError("graceful-restart wait count is not a number", text)
-                gr_waiting = int(count)
+                gr_waiting = int(count) if _is_uint(count) else None
             elif stripped.startswith("Wait timer is "):
                 gr_timer = stripped[len("Wait timer is ") :]
-            else:
-                raise BirdParseError("unknown line in the graceful-restart block", text)
-        elif code == 13:
-            message = text.strip()
+        elif _is_informational(code):
+            if stripped.startswith("BIRD "):
+                if version is None:
+                    version = stripped[5:].strip() or None
+                continue
+            for label, field in _STATUS_FIELDS.items():
+                if stripped.startswith(label):
+                    fields.setdefault(field, stripped[len(label) :].strip())
+                    break
         else:
-            raise BirdParseError("unexpected line in 'show status' reply", text)
+            raise BirdParseError("unexpected reply code in 'show status' reply", text)
     return DaemonStatus(
         version=version,
         router_id=fields.get("router_id"),
@@ -158,11 +169,13 @@ def parse_status(lines: Iterable[str]) -> DaemonStatus:
 # -- show protocols [all] ------------------------------------------------------------------------
 
 
-def _protocol_row(text: str) -> Protocol:
+def _protocol_row(text: str) -> Protocol | None:
     # Columns are padded but long names push the rest right: only whitespace splitting works.
+    # BIRD prints at least name, proto, table, state and since; a shorter line is no protocol
+    # (a detail line whose `1006` code line was lost, say) and is skipped.
     fields = text.split()
     if len(fields) < 5:
-        raise BirdParseError("protocol row has fewer than 5 columns", text)
+        return None
     return Protocol(
         name=fields[0],
         proto=fields[1],
@@ -185,7 +198,10 @@ def parse_protocols(lines: Iterable[str]) -> list[Protocol]:
         if code == 2002:
             _check_header(text)
         elif code == 1002:
-            rows.append(_protocol_row(text))
+            if (row := _protocol_row(text)) is not None:
+                rows.append(row)
+        elif _is_informational(code):
+            continue
         elif code != 0 or text.strip():
             raise BirdParseError("unexpected line in 'show protocols' reply", text)
     return rows
@@ -219,12 +235,13 @@ class _DetailsBuilder:
             return  # capability tree lines and other free text we do not use
         value = value.strip()
         if self.channel is not None and label in ("State", "Table", "Routes"):
-            if label == "Routes":
+            if label != "Routes":
+                self.channel.setdefault(label, value)
+            elif self.channel_routes is None:
                 self.channel_routes = _route_stats(value)
-            else:
-                self.channel[label] = value
         elif label == "Routes":
-            self.routes = _route_stats(value)
+            if self.routes is None:
+                self.routes = _route_stats(value)
         else:
             self.values.setdefault(label, value)
 
@@ -261,9 +278,9 @@ class _DetailsBuilder:
             protocol=self.protocol,
             description=v.get("Description"),
             bgp_state=v.get("BGP state"),
-            neighbor_address=v.get("Neighbor address"),
-            neighbor_as=_optional_int(v.get("Neighbor AS"), "Neighbor AS"),
-            local_as=_optional_int(v.get("Local AS"), "Local AS"),
+            neighbor_address=_address(v.get("Neighbor address")),
+            neighbor_as=_number(v.get("Neighbor AS")),
+            local_as=_number(v.get("Local AS")),
             neighbor_id=v.get("Neighbor ID"),
             last_error=v.get("Last error"),
             graceful_restart_active=self.gr_active,
@@ -272,31 +289,40 @@ class _DetailsBuilder:
         )
 
 
-def _optional_int(value: str | None, label: str) -> int | None:
+# Detail values that do not parse are lost for that protocol alone (None), never the reply.
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value is not None and _is_uint(value) else None
+
+
+def _address(value: str | None) -> str | None:
+    """`Neighbor address:` when it is an IP address (an IPv6 link-local one may carry `%iface`)."""
     if value is None:
         return None
-    if not _is_uint(value):
-        raise BirdParseError(f"'{label}' is not a number", value)
-    return int(value)
+    try:
+        ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return None
+    return value
 
 
-def _route_stats(value: str) -> RouteStats:
+def _route_stats(value: str) -> RouteStats | None:
     # "3 imported, 1 exported, 3 preferred" / "0 imported, 0 filtered, 0 exported, 0 preferred"
     counts: dict[str, int] = {}
     for part in value.split(","):
         words = part.split()
         if len(words) != 2 or not _is_uint(words[0]):
-            raise BirdParseError("malformed 'Routes:' counters", value)
+            return None
         counts[words[1]] = int(words[0])
-    try:
-        return RouteStats(
-            imported=counts["imported"],
-            exported=counts["exported"],
-            preferred=counts["preferred"],
-            filtered=counts.get("filtered"),
-        )
-    except KeyError as missing:
-        raise BirdParseError(f"'Routes:' counters lack {missing}", value) from None
+    if not {"imported", "exported", "preferred"} <= counts.keys():
+        return None
+    return RouteStats(
+        imported=counts["imported"],
+        exported=counts["exported"],
+        preferred=counts["preferred"],
+        filtered=counts.get("filtered"),
+    )
 
 
 def parse_protocols_all(lines: Iterable[str]) -> list[ProtocolDetails]:
@@ -309,11 +335,13 @@ def parse_protocols_all(lines: Iterable[str]) -> list[ProtocolDetails]:
         elif code == 1002:
             if current is not None:
                 result.append(current.build())
-            current = _DetailsBuilder(_protocol_row(text))
+            row = _protocol_row(text)
+            current = _DetailsBuilder(row) if row is not None else None
         elif code == 1006:
-            if current is None:
-                raise BirdParseError("protocol details before any protocol row", text)
-            current.add(text)
+            if current is not None:  # details under no readable protocol row are skipped
+                current.add(text)
+        elif _is_informational(code):
+            continue
         elif code != 0 or text.strip():
             raise BirdParseError("unexpected line in 'show protocols all' reply", text)
     if current is not None:
@@ -332,8 +360,8 @@ _SIMPLE_KINDS = {
 }
 # Route line shapes whose next hops follow on their own tab-indented lines.
 _HOPS_FOLLOW = frozenset(("unicast", "multipath"))
-_ROUTE_CODE = "1007"
-_ATTRIBUTE_CODES = frozenset(("1008", "1012"))  # `show route all` detail blocks: skipped
+_ROUTE_CODE = "1007"  # route lines; every other 1xxx block (`show route all`'s `1008` and `1012`
+# attributes, or one we do not know) is skipped
 _tuple_new = tuple.__new__
 
 
@@ -365,7 +393,7 @@ class RouteParser:
         table = self._table
         pending = self._pending
         hops = self._hops
-        skipping = self._code in _ATTRIBUTE_CODES
+        skipping = self._code != _ROUTE_CODE
         batch = lines if isinstance(lines, list) else list(lines)
         count = len(batch)
         index = 0
@@ -378,20 +406,19 @@ class RouteParser:
                     if skipping:
                         continue
                     if line[1:2] == "\t":  # a next hop of the route above (BIRD 2, 1.6 multipath)
-                        if pending is None:
-                            raise BirdParseError("next-hop line without a route", line)
-                        hops.append(line)
-                        continue
+                        if pending is not None:
+                            hops.append(line)
+                        continue  # else an attribute of a route that takes no next hop: skipped
                 else:
                     code = line[:4]
                     if line[4] != "-" or not _is_uint(code):
                         raise BirdParseError("unexpected line in 'show route' reply", line)
                     self._code = code
-                    skipping = code in _ATTRIBUTE_CODES
+                    skipping = code != _ROUTE_CODE
                     if skipping:
+                        if code[0] != "1":
+                            raise BirdParseError(f"unexpected reply code {code} in 'show route'", line)
                         continue
-                    if code != _ROUTE_CODE:
-                        raise BirdParseError(f"unexpected reply code {code} in 'show route'", line)
                     line = " " + line[5:]
                 if pending is not None:
                     # Inlined fast path for the one `via <gw> on <if>` hop of nearly every BIRD 2
@@ -498,11 +525,12 @@ _Pending = tuple[str, tuple[str, bool, bool, str | None, tuple[()]]]
 
 
 def _complete(pending: _Pending, hop_lines: list[str]) -> Route:
-    """The route of a `unicast`/`multipath` line, from its next-hop lines."""
+    """The route of a `unicast`/`multipath` line, from its next-hop lines (tab-indented lines that
+    are no next hop are attributes we do not know, skipped)."""
     prefix, (proto, primary, sync_error, table, _) = pending
-    if not hop_lines:
+    next_hops = [hop for line in hop_lines if (hop := _next_hop(line.split())) is not None]
+    if not next_hops:
         raise BirdParseError("route has no next hop", prefix)
-    next_hops = [_next_hop(h.split()) for h in hop_lines]
     first = next_hops[0]
     return _tuple_new(
         Route,
@@ -520,8 +548,9 @@ def _complete(pending: _Pending, hop_lines: list[str]) -> Route:
     )
 
 
-def _next_hop(p: list[str]) -> NextHop:
-    # "via 198.18.0.2 on eth0 [weight 1]" / "dev eth0"
+def _next_hop(p: list[str]) -> NextHop | None:
+    # "via 198.18.0.2 on eth0 [weight 1]" / "dev eth0"; None: not a next hop. A weight that does
+    # not parse is lost, not the route.
     n = len(p)
     if n >= 2 and p[0] == "via":
         iface = p[3] if n >= 4 and p[2] == "on" else None
@@ -529,13 +558,11 @@ def _next_hop(p: list[str]) -> NextHop:
     elif n >= 2 and p[0] == "dev":
         gateway, iface = None, p[1]
     else:
-        raise BirdParseError("malformed next-hop line", " ".join(p))
+        return None
     weight: int | None = None
     if "weight" in p:
         w = p.index("weight") + 1
-        if w >= n or not _is_uint(p[w]):
-            raise BirdParseError("malformed next-hop weight", " ".join(p))
-        weight = int(p[w])
+        weight = int(p[w]) if w < n and _is_uint(p[w]) else None
     return NextHop(gateway, iface, weight)
 
 

@@ -139,7 +139,9 @@ def peer_section(protocols: Iterable[ProtocolDetails]) -> PeerSection:
         decoded = decode_peer_name(details.protocol.name)
         if decoded is None:
             unknown.append(details.protocol.name)
-        state = session_state(details.bgp_state or details.protocol.bgp_state)
+        # `BGP state:` first; the `show protocols` row's info column when that line is missing
+        # or holds a word we do not know.
+        state = session_state(details.bgp_state) or session_state(details.protocol.bgp_state)
         if state is BGPSessionState.ESTABLISHED:
             established += 1
         peers.append(
