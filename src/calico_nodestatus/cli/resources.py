@@ -190,7 +190,9 @@ def _check_precondition(mode: WriteMode, obj: CalicoNodeStatus, current: CalicoN
         if current is not None:
             raise AlreadyExists(obj.name)
     elif current is None:
-        if mode is WriteMode.REPLACE or wanted:
+        # apply of an absent object creates it: a resourceVersion in the input (a saved `get`
+        # output) is server-managed metadata, ignored on create like uid and generation.
+        if mode is WriteMode.REPLACE:
             raise NotFound(obj.name)
     elif wanted and wanted != current.metadata.resource_version:
         raise Conflict(obj.name)
