@@ -101,7 +101,8 @@ _PS_COLUMNS: Final = [
 
 
 def wide_columns(alive: AbstractSet[str]) -> list[Column]:
-    """The ps columns plus spec, freshness and sessions; `alive`: nodes with a live agent."""
+    """The ps columns plus spec, freshness, sessions and stale pieces; `alive`: nodes with a live
+    agent."""
     return [
         *_PS_COLUMNS,
         Column("CLASSES", lambda obj: ",".join(obj.spec.classes) or "-"),
@@ -113,7 +114,14 @@ def wide_columns(alive: AbstractSet[str]) -> list[Column]:
         Column("AGENT", lambda obj: agent_state(obj, alive)),
         Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
         Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
+        Column("STALE", stale_cell),
     ]
+
+
+def stale_cell(obj: CalicoNodeStatus) -> str:
+    """The pieces (``BGP/v6``) whose data the agent could not collect and kept from before (or
+    left out): what the collection-errors annotation names; "-" when everything is current."""
+    return ",".join(stale_pieces(obj.metadata.annotations)) or "-"
 
 
 def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
