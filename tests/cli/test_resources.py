@@ -114,7 +114,8 @@ def test_apply_of_the_seed_read_back_creates_it_where_absent(target: CliTarget) 
     again = target.run("apply", "-f", str(SEED_READ_BACK))
     assert again.exit_code == 1
     assert again.stderr.endswith(
-        "Error: document 1, item 1 (my-caliconodestatus-1): update conflict: CalicoNodeStatus(my-caliconodestatus-1)\n"
+        "Error: document 1, item 1 (my-caliconodestatus-1): "
+        "update conflict: CalicoNodeStatus(my-caliconodestatus-1)\n"
     )
     assert target.stored() == [stored]
 

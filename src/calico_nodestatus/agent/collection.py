@@ -34,7 +34,9 @@ def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass])
         routes_truncated=dict(result.routes_truncated) if NodeStatusClass.ROUTES in classes else {},
         result=result,
         piece_errors={
-            piece: PieceError(clean_text(str(error)) or type(error).__name__, daemon_down=isinstance(error, BirdUnavailable))
+            piece: PieceError(
+                clean_text(str(error)) or type(error).__name__, daemon_down=isinstance(error, BirdUnavailable)
+            )
             for piece, error in result.errors.items()
         },
     )

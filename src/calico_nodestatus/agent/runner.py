@@ -424,7 +424,8 @@ class NodeStatusAgent:
             node=self._settings.node,
             pieces=",".join(piece_name(piece) for piece in sorted(failed)),
             errors="; ".join(
-                f"{piece_name(piece)}: {error.reason}" for piece, error in sorted(collected.piece_errors.items())
+                f"{piece_name(piece)}: {error.reason}"
+                for piece, error in sorted(collected.piece_errors.items())
             ),
         )
 
@@ -572,7 +573,9 @@ class NodeStatusAgent:
         """Per family, the routes the stored list lacks, and the annotation value: a family whose
         last good routes are kept keeps its stored count; one whose list was cut short (no earlier
         content) is marked so, its count taking in what was never read."""
-        stored, stored_cut_short = read_annotation(current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION))
+        stored, stored_cut_short = read_annotation(
+            current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION)
+        )
         omitted: dict[str, int] = {}
         cut_short = set()
         for family, number in (("v4", 4), ("v6", 6)):

@@ -22,6 +22,7 @@ from typing import Final
 
 import click
 
+from calico_nodestatus.agent.stale import stale_pieces
 from calico_nodestatus.api import (
     API_GROUP,
     CRD_V1_GROUP,
