@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -222,9 +223,12 @@ async def test_bird6_stopped_in_the_middle_of_a_cycle(lab16: Any, tmp_path: Path
         _restore(lab16)
 
 
-async def test_bird_stopped_longer_than_the_query_timeout(lab: Any, tmp_path: Path) -> None:
+async def test_bird_stopped_longer_than_the_query_timeout(
+    lab: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """SIGSTOP: the socket still accepts, nothing answers; each query times out (2 s). The pieces
     of the stopped daemon's families keep their last good content until it is continued."""
+    caplog.set_level(logging.INFO, logger="calico_nodestatus.agent.runner")
     node = lab.node(1)
     families = _daemon_families(lab)
     pieces = _pieces(families)
@@ -256,6 +260,14 @@ async def test_bird_stopped_longer_than_the_query_timeout(lab: Any, tmp_path: Pa
         finally:
             os.kill(pid, signal.SIGCONT)
         await _cleared(store, lab)
+    # One log line when the pieces started failing and one when they were collected again.
+    assert _events(caplog) == ["collection_incomplete", "collection_complete"]
+
+
+def _events(caplog: pytest.LogCaptureFixture) -> list[str]:
+    wanted = ("event=collection_incomplete", "event=collection_complete")
+    messages = [record.getMessage() for record in caplog.records]
+    return [message.split()[0].removeprefix("event=") for message in messages if message.startswith(wanted)]
 
 
 async def test_bird_killed_during_show_route(lab: Any, tmp_path: Path) -> None:
