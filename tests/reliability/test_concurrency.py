@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from calico_nodestatus.agent.stale import COLLECTION_ERRORS_ANNOTATION
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Conflict, Datastore
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
@@ -104,11 +105,13 @@ async def test_two_agents_for_one_node_converge_without_a_write_storm(
             quiet = await one.get("twice")
             assert quiet.metadata.resource_version == before.metadata.resource_version, "rewrites"
 
-            replayed_bird[0].fault = Fault.CUT  # one real change in BIRD's answer
+            replayed_bird[0].fault = Fault.CUT  # one real change: bird's `show route` fails
 
             async def changed() -> Any:
+                # The last good routes are kept, and the object says they are stale.
                 obj = await one.get("twice")
-                return obj if not obj.status.routes.routes_v4 else None
+                marked = COLLECTION_ERRORS_ANNOTATION in obj.metadata.annotations
+                return obj if marked and obj.status.routes == before.status.routes else None
 
             after = await wait_for(changed, 3, "the change written")
             await asyncio.sleep(3)
