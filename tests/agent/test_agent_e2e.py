@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, serialised_size
+from calico_nodestatus.agent.stale import COLLECTION_ERRORS_ANNOTATION
 from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore, NotFound
 from tests.agent.conftest import node_status, on_every_datastore, wait_for
@@ -285,3 +286,48 @@ async def test_large_route_table_stays_under_budget(
     assert obj.status.agent.bird_v4.state == "Ready" and obj.status.bgp.number_established_v4 == 2
     # FIB kept first: no RIB route written while a FIB route was left out.
     assert all(r.type == "FIB" for r in kept_v4) or counts["v4"] == 0
+
+
+@on_every_datastore
+async def test_own_bird6_stopped_keeps_the_last_good_v6_data_marked_stale(
+    lab: Any, store: Datastore, agent_factory: Any
+) -> None:
+    """bird6 of the agent's own node stops: the v6 pieces keep their last good content (no zeros),
+    bird6 is NotReady, and the collection-errors annotation names the pieces (on Kubernetes written
+    as the ServiceAccount, through the shipped RBAC and admission policy); bird6 back: cleared."""
+    node = lab.nodes[2]
+    async with agent_factory(node):
+        await store.create(node_status("own6", node.name, ALL, 1))
+
+        async def good() -> CalicoNodeStatus | None:
+            obj = await store.get("own6")
+            bgp = obj.status.bgp
+            return obj if bgp.number_established_v6 == 2 and obj.status.routes.routes_v6 else None
+
+        before = await wait_for(good, 10, "complete v6 data")
+        lab.bird_stop(node.index, 6)
+
+        async def marked() -> CalicoNodeStatus | None:
+            obj = await store.get("own6")
+            return obj if COLLECTION_ERRORS_ANNOTATION in obj.metadata.annotations else None
+
+        during = await wait_for(marked, 10, "collection-errors annotation")
+        entries = json.loads(during.metadata.annotations[COLLECTION_ERRORS_ANNOTATION])
+        assert set(entries) == {"Agent/v6", "BGP/v6", "Routes/v6"}
+        assert {entry["content"] for entry in entries.values()} == {"stale"}
+        assert all("unable to connect to BIRD socket" in entry["error"] for entry in entries.values())
+        status = during.status
+        assert status.agent.bird_v6.state == "NotReady"
+        assert status.agent.bird_v6.router_id == before.status.agent.bird_v6.router_id
+        assert status.bgp.number_established_v6 == 2
+        assert status.bgp.peers_v6 == before.status.bgp.peers_v6
+        assert status.routes.routes_v6 == before.status.routes.routes_v6
+        assert status.agent.bird_v4.state == "Ready" and status.bgp.number_established_v4 == 2
+        lab.bird_start(node.index, 6)
+
+        async def cleared() -> CalicoNodeStatus | None:
+            obj = await store.get("own6")
+            back = obj.status.agent.bird_v6.state == "Ready"
+            return obj if back and COLLECTION_ERRORS_ANNOTATION not in obj.metadata.annotations else None
+
+        await wait_for(cleared, 10, "bird6 Ready again and the marker cleared")

@@ -58,11 +58,6 @@ def test_requested_classes_filled_others_cleared() -> None:
     assert (full.agent, full.bgp, full.routes) == (AGENT, BGP, ROUTES)
 
 
-def test_covers() -> None:
-    assert COLLECTED.covers(list(NodeStatusClass))
-    assert not CollectedSections(agent=AGENT).covers([NodeStatusClass.ROUTES])
-
-
 def test_last_updated_and_empty_lists_do_not_count_as_change() -> None:
     status = build_status(COLLECTED, list(NodeStatusClass))
     stamped = status.model_copy(update={"last_updated": datetime(2024, 1, 1, tzinfo=UTC)})

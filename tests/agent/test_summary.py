@@ -7,6 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from calico_nodestatus.agent.stale import COLLECTION_ERRORS_ANNOTATION
 from calico_nodestatus.api import (
     BGPDaemonState,
     BGPDaemonStatus,
@@ -131,3 +132,41 @@ def test_agent_none_rule_matches_get_wide(tmp_path: Path) -> None:
     node_at, agent_at = header.index("NODE"), header.index("AGENT")
     from_get = {line[node_at]: line[agent_at] for line in lines}
     assert from_summary == from_get == {"n-alive": "alive", "n-stale": "stale", "n-none": "none"}
+
+
+def test_stale_pieces_are_named_by_summary_and_get_wide(tmp_path: Path) -> None:
+    """An object whose collection-errors annotation names pieces is STALE in `summary` (problems,
+    STALE column, verdict) and in `get -o wide`'s STALE column; the others are not."""
+    db = tmp_path / "ds.db"
+    errors = json.dumps(
+        {
+            "BGP/v6": {"since": "2024-05-01T11:59:00Z", "error": "unable to connect", "content": "stale"},
+            "Routes/v6": {"since": "2024-05-01T11:59:00Z", "error": "unable to connect", "content": "stale"},
+        }
+    )
+
+    async def seed() -> None:
+        async with EmbeddedDatastore(db) as store:
+            for obj in (_obj("n1"), _obj("n2")):
+                created = await store.create(obj)
+                written = await store.update_status(created.model_copy(update={"status": obj.status}))
+                if obj.spec.node == "n2":
+                    await store.update_annotations(written, {COLLECTION_ERRORS_ANNOTATION: errors})
+            for node in ("n1", "n2"):
+                await store.renew_liveness(node, "host/1", 30.0)
+
+    asyncio.run(seed())
+    runner = CliRunner()
+    document = json.loads(runner.invoke(cli, ["--db", str(db), "summary", "-o", "json"]).output)
+    assert [(i["node"], i["stale"], i["problems"]) for i in document["items"]] == [
+        ("n2", ["BGP/v6", "Routes/v6"], ["STALE BGP/v6,Routes/v6"]),
+        ("n1", [], []),
+    ]
+    assert document["verdict"] == "1 of 2 nodes have stale data"
+    table = runner.invoke(cli, ["--db", str(db), "summary"]).output.splitlines()
+    assert table[0].split()[-1] == "STALE"
+    assert table[1].split()[-1] == "BGP/v6,Routes/v6" and table[1].split()[0] == "n2"
+    assert table[2].split()[-1] == "-"
+    wide = runner.invoke(cli, ["--db", str(db), "get", "cns", "-o", "wide"]).output.splitlines()
+    assert wide[0].split()[-1] == "STALE"
+    assert {line.split()[1]: line.split()[-1] for line in wide[1:3]} == {"n1": "-", "n2": "BGP/v6,Routes/v6"}

@@ -117,7 +117,8 @@ def test_wire_encoding_follows_calicos_omitempty_rules() -> None:
         ),
         ({"classes": ["Routes", "routes"]}, "error with field Spec.Classes[1] = 'routes'"),
         ({"node": "a.b-c.d"}, None),
-        ({"node": "a" * 300}, None),  # spec.node has no length limit in Calico
+        # A Kubernetes node name: at most 253 characters (Calico itself sets no limit).
+        ({"node": "a" * 253}, None),
         ({"node": "-a"}, "error with field Spec.Node = '-a' (name must consist of lower case"),
         ({"node": ""}, "error with field Spec.Node = '' (field must be set"),
     ],
@@ -129,6 +130,14 @@ def test_spec_rules(spec: dict[str, object], message: str | None) -> None:
         with pytest.raises(ValidationFailure) as caught:
             CalicoNodeStatus.from_wire(_object(**spec))
         assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize("length", [254, 300])
+def test_node_longer_than_a_kubernetes_node_name_is_refused(length: int) -> None:
+    with pytest.raises(ValidationFailure) as caught:
+        CalicoNodeStatus.from_wire(_object(node="a" * length))
+    assert caught.value.field == "Spec.Node"
+    assert caught.value.reason == f"name is too long by {length - 253} bytes"
 
 
 def test_failure_carries_field_value_and_reason() -> None:

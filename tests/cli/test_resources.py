@@ -48,6 +48,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "AGENT",
         "ESTABLISHED-V4",
         "ESTABLISHED-V6",
+        "STALE",
     ]
     assert wide[1].split() == [
         "my-caliconodestatus-1",
@@ -56,6 +57,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "10s",
         "-",
         "none",
+        "-",
         "-",
         "-",
     ]
@@ -95,6 +97,27 @@ def test_status_in_input_is_ignored_with_a_warning(target: CliTarget) -> None:
     assert stored["metadata"]["annotations"] == annotations
     assert stored["status"]["lastUpdated"] is None
     assert "peersV4" not in stored["status"]["bgp"]
+
+
+def test_apply_of_the_seed_read_back_creates_it_where_absent(target: CliTarget) -> None:
+    """The read-back carries resourceVersion, uid, generation and a status: applied where the
+    object does not exist, it is created (server-managed metadata ignored); once it exists, its
+    resourceVersion is a precondition again."""
+    (seed,) = yaml.safe_load(SEED_READ_BACK.read_text())
+    result = target.ok("apply", "-f", str(SEED_READ_BACK))
+    assert result.stdout == "Successfully applied 1 'CalicoNodeStatus' resource(s)\n"
+    (stored,) = target.stored()
+    assert stored["spec"] == seed["spec"]
+    assert stored["metadata"]["uid"] != seed["metadata"]["uid"]
+    assert stored["metadata"]["resourceVersion"] != seed["metadata"]["resourceVersion"]
+    assert stored["status"]["lastUpdated"] is None
+    again = target.run("apply", "-f", str(SEED_READ_BACK))
+    assert again.exit_code == 1
+    assert again.stderr.endswith(
+        "Error: document 1, item 1 (my-caliconodestatus-1): "
+        "update conflict: CalicoNodeStatus(my-caliconodestatus-1)\n"
+    )
+    assert target.stored() == [stored]
 
 
 def test_apply_creates_then_updates_and_resource_version_is_a_precondition(target: CliTarget) -> None:

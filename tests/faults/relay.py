@@ -21,20 +21,25 @@ class PausingRelay:
     path: Path
     target: Path
     action: Callable[[], None]  # blocking (runs in a thread while the reply is paused)
-    times: int = 1  # how many `show route` replies get the action
+    times: int = 1  # how many `show route` replies get the action (may be changed while serving)
     fired: int = 0
     relayed: bytearray = field(default_factory=bytearray)  # every byte the daemon sent, in order
+    show_routes: int = 0  # `show route` commands the client sent (a retry counts again)
+    interrupted: int = 0  # replies BIRD ended with `8004` (stopped due to reconfiguration)
 
     async def _pump_replies(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, commands: list[str]
     ) -> None:
         relayed, answered = 0, 0  # bytes of the current reply; commands whose reply began
+        tail = b"\n"  # the end of the bytes before: a reply code may span two reads
         try:
             while data := await source.read(16 * 1024):
                 if len(commands) != answered:
                     relayed, answered = 0, len(commands)
                 relayed += len(data)
                 self.relayed += data
+                self.interrupted += (tail + data).count(b"\n8004 ")
+                tail = data[-5:]
                 sink.write(data)
                 await sink.drain()
                 due = commands and commands[-1] == "show route" and relayed >= PAUSE_AFTER_BYTES
@@ -56,6 +61,7 @@ class PausingRelay:
         try:
             while line := await client_reader.readline():
                 commands.append(line.decode().strip())
+                self.show_routes += commands[-1] == "show route"
                 bird_writer.write(line)
                 await bird_writer.drain()
             pump.cancel()

@@ -65,6 +65,7 @@ async def test_killed_during_show_route(lab: Any, tmp_path: Path) -> None:
     assert result.status.routes.routes_v6
     dead = await _gather(node.socket_v4, node.socket_v6)
     assert {family for family, _ in dead.errors} == {4}
+    assert dead.status.agent.bird_v4.state is BGPDaemonState.NOT_READY  # while it is down
     assert dead.status.agent.bird_v6.state is BGPDaemonState.READY
     lab.bird_start(1, 4)
     await _complete(lab)
@@ -108,6 +109,9 @@ async def test_reconfigured_mid_show_route_bird2(big_bird2: Any, tmp_path: Path,
     ) as relay:
         result = await _gather(relay.path, tmp_path / "no-bird6.ctl")
     assert relay.fired == configures
+    # BIRD 2 really ended the reply with 8004 each time, and the collector asked again once.
+    assert relay.interrupted == configures
+    assert relay.show_routes == 2
     if configures == 1:
         assert result.errors == {}
         assert result.routes_total[4] >= EXTRA_ROUTES

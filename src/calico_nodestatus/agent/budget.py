@@ -9,7 +9,7 @@ were left out (annotation ``ROUTES_OMITTED_ANNOTATION``). Nothing else is ever c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,11 +78,27 @@ def select_routes(
     )
 
 
-def annotation_value(omitted: Mapping[str, int]) -> str | None:
-    """The annotation's value (compact JSON, e.g. ``{"v4":120,"v6":0}``), None when nothing is omitted."""
-    if not any(omitted.values()):
+def annotation_value(omitted: Mapping[str, int], cut_short: Collection[str] = ()) -> str | None:
+    """The annotation's value (compact JSON, e.g. ``{"v4":120,"v6":0}``), None when nothing is
+    omitted. ``cut_short`` names the families whose list BIRD's reply cut short (``"cutShort":
+    ["v4"]``): their count includes the routes never read, as far as the agent knows the table."""
+    if not any(omitted.values()) and not cut_short:
         return None
-    return json.dumps({"v4": omitted.get("v4", 0), "v6": omitted.get("v6", 0)}, separators=(",", ":"))
+    value: dict[str, Any] = {"v4": omitted.get("v4", 0), "v6": omitted.get("v6", 0)}
+    if cut_short:
+        value["cutShort"] = sorted(cut_short)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def read_annotation(value: str | None) -> tuple[dict[str, int], frozenset[str]]:
+    """The counts per family and the cut-short families of an annotation value; unreadable: none."""
+    try:
+        parsed = json.loads(value) if value else {}
+        counts = {family: int(parsed.get(family, 0)) for family in ("v4", "v6")}
+        cut_short = parsed.get("cutShort") or []
+        return counts, frozenset(str(family) for family in cut_short if family in ("v4", "v6"))
+    except (ValueError, TypeError, AttributeError):
+        return {}, frozenset()
 
 
 # Bytes fit_routes() charges for everything but the routes of the smallest possible object; no

@@ -13,8 +13,11 @@ from __future__ import annotations
 from calico_nodestatus.agent.budget import DEFAULT_SIZE_BUDGET_BYTES, max_routes_within, route_bytes_within
 from calico_nodestatus.agent.content import CollectedSections
 from calico_nodestatus.agent.runner import Collector
+from calico_nodestatus.agent.stale import PieceError
 from calico_nodestatus.api import NodeStatusClass
+from calico_nodestatus.bird.errors import BirdUnavailable
 from calico_nodestatus.collect.gather import BirdSockets, CollectionResult, gather
+from calico_nodestatus.collect.sections import clean_text
 
 
 def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass]) -> CollectedSections:
@@ -30,6 +33,12 @@ def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass])
         timings={str(cls): seconds for cls, seconds in result.durations.items()},
         routes_truncated=dict(result.routes_truncated) if NodeStatusClass.ROUTES in classes else {},
         result=result,
+        piece_errors={
+            piece: PieceError(
+                clean_text(str(error)) or type(error).__name__, daemon_down=isinstance(error, BirdUnavailable)
+            )
+            for piece, error in result.errors.items()
+        },
     )
 
 

@@ -32,13 +32,14 @@ from calico_nodestatus.api import (
 )
 
 if TYPE_CHECKING:
+    from calico_nodestatus.agent.stale import PieceError
     from calico_nodestatus.collect.gather import CollectionResult
 
 
 @dataclass(frozen=True, slots=True)
 class CollectedSections:
     """One BIRD collection: the sections of the classes that were collected (others None),
-    the per-family errors (``{4: "..."}``), how long each class took, and the full
+    the per-family errors (``{4: "..."}``) and per-piece ones, how long each class took, and the full
     ``collect.gather`` result for metrics and health (None when not collected from BIRD)."""
 
     agent: CalicoNodeAgentStatus | None = None
@@ -49,14 +50,8 @@ class CollectedSections:
     # Routes BIRD listed that the collection itself left out (its memory bound), per family.
     routes_truncated: Mapping[int, int] = field(default_factory=dict)
     result: CollectionResult | None = None
-
-    def covers(self, classes: Collection[NodeStatusClass]) -> bool:
-        present = {
-            NodeStatusClass.AGENT: self.agent is not None,
-            NodeStatusClass.BGP: self.bgp is not None,
-            NodeStatusClass.ROUTES: self.routes is not None,
-        }
-        return all(present[cls] for cls in classes)
+    # Per (family, class) that was not collected: why (see agent/stale.py).
+    piece_errors: Mapping[tuple[int, NodeStatusClass], PieceError] = field(default_factory=dict)
 
 
 def build_status(

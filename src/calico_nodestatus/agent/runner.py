@@ -15,6 +15,11 @@ fresh collection is tried at once. The routes-omitted annotation is metadata, so
 ``update_annotations`` (a patch of that annotation alone) — only when its value changes, which is
 rare (a table crossing the budget).
 
+A piece (one family of one class) whose query failed never replaces good data with emptiness: the
+writer keeps the stored content of that piece and names it in the collection-errors annotation
+(``agent/stale.py``), written the same way and cleared by the next write after it is collected
+again. The log gets one line when the set of failed pieces changes, not one per collection.
+
 The first successful datastore operation after a failure wakes the watch out of its backoff, so
 spec changes made during an outage arrive right after recovery; likewise the heartbeat or the watch
 working again ends the write backoff, so the latest status is written right after recovery, not
@@ -39,6 +44,7 @@ from calico_nodestatus.agent.budget import (
     ROUTES_OMITTED_ANNOTATION,
     annotation_value,
     fit_routes,
+    read_annotation,
 )
 from calico_nodestatus.agent.content import (
     CollectedSections,
@@ -49,6 +55,15 @@ from calico_nodestatus.agent.content import (
 )
 from calico_nodestatus.agent.logs import log_event
 from calico_nodestatus.agent.schedule import Scheduler
+from calico_nodestatus.agent.stale import (
+    COLLECTION_ERRORS_ANNOTATION,
+    KeptStatus,
+    Piece,
+    PieceError,
+    collection_errors_value,
+    keep_last_good,
+    piece_name,
+)
 from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
 from calico_nodestatus.api import (
     BGPDaemonState,
@@ -102,6 +117,8 @@ class AgentCounters:
     write_conflicts: int = 0
     write_errors: int = 0
     writes_skipped_unchanged: int = 0
+    # Collections in which a piece (family, class) failed, per piece name (``BGP/v6``).
+    piece_failures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +152,9 @@ class _Desired:
     """A built status waiting for the writer, for the spec it was collected for."""
 
     status: CalicoNodeStatusStatus
-    truncated: Mapping[int, int]  # routes per family the collection already left out
+    truncated: Mapping[int, int]  # routes per family the collection already left out (or never read)
     spec: tuple[str, frozenset[NodeStatusClass], int]
+    failed: Mapping[Piece, PieceError]  # pieces of the object's classes that were not collected
 
 
 @dataclass(slots=True)
@@ -204,6 +222,9 @@ class NodeStatusAgent:
         # counts as ready only when none did, so a renewed Lease does not hide refused writes.
         self._datastore_faults: dict[str, str] = {}
         self._collect_backoff = Backoff()
+        self._failed_pieces: frozenset[Piece] = frozenset()  # of the last collection, for its log line
+        # Routes per family in the last table read in full: what a table cut short is missing.
+        self._complete_route_totals: dict[int, int] = {}
         self._writes_wanted = asyncio.Event()  # the writer has something to look at
         self._datastore_back = asyncio.Event()  # set on the first success after a failure
         self._status_file = StatusFileWriter(settings.status_file) if settings.status_file else None
@@ -227,7 +248,7 @@ class NodeStatusAgent:
             datastore_ok=not self._datastore_faults,
             datastore_reason=self._datastore_reason(),
             routes_omitted={name: dict(t.omitted) for name, t in tracked if t.omitted},
-            counters=replace(self._counters),
+            counters=replace(self._counters, piece_failures=dict(self._counters.piece_failures)),
             object_reports={
                 name: ObjectReport(t.obj.spec.update_period_seconds, t.written_at, t.refreshed_at)
                 for name, t in tracked
@@ -358,18 +379,59 @@ class NodeStatusAgent:
                 self._scheduler.retry_at(name, retry)
             return
         self._collect_backoff.reset()
+        left_out = self._routes_left_out(collected)
         for name, spec in specs.items():
             tracked = self._tracked.get(name)
             if tracked is None or _spec_key(tracked.obj) != spec:
                 continue  # gone, or its new spec is due at once (scheduled when it was adopted)
             self._scheduler.reported(name, now)
             classes = tracked.obj.spec.classes
-            truncated = collected.routes_truncated if NodeStatusClass.ROUTES in classes else {}
+            truncated = left_out if NodeStatusClass.ROUTES in classes else {}
             status = build_status(collected, classes)
+            failed = {piece: error for piece, error in collected.piece_errors.items() if piece[1] in classes}
             # Latest wins; a fresh status is tried at once, even while an older one backs off.
-            tracked.desired = _Desired(status, dict(truncated), spec)
+            tracked.desired = _Desired(status, truncated, spec, failed)
             tracked.retry_at = None
             self._writes_wanted.set()
+
+    def _routes_left_out(self, collected: CollectedSections) -> dict[int, int]:
+        """Per family, the routes BIRD listed that the collection left out, and for a table cut
+        short, also those never read: as many as the last table read in full held beyond it."""
+        left_out = dict(collected.routes_truncated)
+        result = collected.result
+        if result is None:
+            return left_out
+        for family in (4, 6):
+            if (family, NodeStatusClass.ROUTES) not in collected.piece_errors:
+                self._complete_route_totals[family] = result.routes_total.get(family, 0)
+                continue
+            unread = self._complete_route_totals.get(family, 0) - result.routes_total.get(family, 0)
+            left_out[family] = left_out.get(family, 0) + max(0, unread)
+        return left_out
+
+    def _note_failed_pieces(self, collected: CollectedSections) -> None:
+        """Counts failed pieces; one log line when the set of failed pieces changes."""
+        failed = frozenset(collected.piece_errors)
+        for piece in failed:
+            name = piece_name(piece)
+            self._counters.piece_failures[name] = self._counters.piece_failures.get(name, 0) + 1
+        if failed == self._failed_pieces:
+            return
+        self._failed_pieces = failed
+        if not failed:
+            log_event(log, logging.INFO, "collection_complete", node=self._settings.node)
+            return
+        log_event(
+            log,
+            logging.WARNING,
+            "collection_incomplete",
+            node=self._settings.node,
+            pieces=",".join(piece_name(piece) for piece in sorted(failed)),
+            errors="; ".join(
+                f"{piece_name(piece)}: {error.reason}"
+                for piece, error in sorted(collected.piece_errors.items())
+            ),
+        )
 
     async def _collect(self, classes: frozenset[NodeStatusClass]) -> CollectedSections | None:
         if not classes:
@@ -398,6 +460,7 @@ class NodeStatusAgent:
             errors=";".join(f"v{fam}:{err}" for fam, err in sorted(collected.family_errors.items())) or None,
         )
         self._update_bird_health(collected, classes)
+        self._note_failed_pieces(collected)
         if self._on_collection is not None:
             self._on_collection(collected, collected_at)
         return collected
@@ -455,20 +518,30 @@ class NodeStatusAgent:
             if tracked is None or _spec_key(tracked.obj) != desired.spec:
                 return  # gone, or collected for a spec that is no longer current
             current = tracked.obj
-            fitted, cut = self._fit(current, keep_stable_times(desired.status, current.status))
-            omitted = {
-                family: cut.get(family, 0) + desired.truncated.get(number, 0)
-                for family, number in (("v4", 4), ("v6", 6))
+            kept = keep_last_good(desired.status, current.status, desired.failed)
+            fitted, cut = self._fit(current, keep_stable_times(kept.status, current.status))
+            omitted, annotation = self._routes_omitted(current, kept, desired, cut)
+            stored_annotations = current.metadata.annotations
+            changes = {
+                key: value
+                for key, value in (
+                    (ROUTES_OMITTED_ANNOTATION, annotation),
+                    (
+                        COLLECTION_ERRORS_ANNOTATION,
+                        collection_errors_value(
+                            kept, stored_annotations.get(COLLECTION_ERRORS_ANNOTATION), self._wall_clock()
+                        ),
+                    ),
+                )
+                if stored_annotations.get(key) != value
             }
-            annotation = annotation_value(omitted)
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
-            annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation
-            if status_same and annotation_same:
+            if status_same and not changes:
                 self._written(tracked, omitted if annotation else {})
                 self._counters.writes_skipped_unchanged += 1
                 return
             try:
-                written = await self._store(current, fitted, annotation, status_same, annotation_same)
+                written = await self._store(current, fitted, changes, status_same)
             except Conflict:
                 self._counters.write_conflicts += 1
                 log_event(log, logging.INFO, "write_conflict", name=name)
@@ -497,6 +570,30 @@ class NodeStatusAgent:
             return
         log_event(log, logging.WARNING, "write_gave_up", name=name, reason="conflicts")
 
+    @staticmethod
+    def _routes_omitted(
+        current: CalicoNodeStatus, kept: KeptStatus, desired: _Desired, cut: Mapping[str, int]
+    ) -> tuple[dict[str, int], str | None]:
+        """Per family, the routes the stored list lacks, and the annotation value: a family whose
+        last good routes are kept keeps its stored count; one whose list was cut short (no earlier
+        content) is marked so, its count taking in what was never read."""
+        stored, stored_cut_short = read_annotation(
+            current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION)
+        )
+        omitted: dict[str, int] = {}
+        cut_short = set()
+        for family, number in (("v4", 4), ("v6", 6)):
+            piece = (number, NodeStatusClass.ROUTES)
+            if piece in kept.stale:
+                omitted[family] = stored.get(family, 0) + cut.get(family, 0)
+                if family in stored_cut_short:
+                    cut_short.add(family)
+                continue
+            omitted[family] = cut.get(family, 0) + desired.truncated.get(number, 0)
+            if piece in kept.partial:
+                cut_short.add(family)
+        return omitted, annotation_value(omitted, cut_short)
+
     def _written(self, tracked: _Tracked, omitted: dict[str, int]) -> None:
         """The stored status is current (written, or found already so)."""
         tracked.retry_at = None
@@ -508,19 +605,16 @@ class NodeStatusAgent:
         self,
         current: CalicoNodeStatus,
         status: CalicoNodeStatusStatus,
-        annotation: str | None,
+        annotations: Mapping[str, str | None],
         status_same: bool,
-        annotation_same: bool,
     ) -> CalicoNodeStatus:
         written = current
         async with asyncio.timeout(self._settings.datastore_timeout_seconds):
             if not status_same:
                 stamped = status.model_copy(update={"last_updated": rfc3339_now(self._wall_clock())})
                 written = await self._datastore.update_status(written.model_copy(update={"status": stamped}))
-            if not annotation_same:
-                written = await self._datastore.update_annotations(
-                    written, {ROUTES_OMITTED_ANNOTATION: annotation}
-                )
+            if annotations:
+                written = await self._datastore.update_annotations(written, annotations)
         return written
 
     async def _catch_up(self, name: str) -> None:

@@ -77,9 +77,12 @@ def _check_resource_name(value: str) -> str:
 
 
 def _check_node_name(value: str) -> str:
-    # Calico's `name` tag on spec.node: same pattern as resource names but no length limit.
+    # Calico's `name` tag on spec.node has no length limit, but the seed asks for a valid
+    # Kubernetes node name, and a node name is a DNS-1123 subdomain: at most 253 characters.
     if not value:
         raise _fail("name", "field must be set (the node name, a lower-case DNS-1123 subdomain)")
+    if len(value) > MAX_NAME_LENGTH:
+        raise _fail("name", f"name is too long by {len(value) - MAX_NAME_LENGTH} bytes")
     if not _NAME_RE.match(value):
         raise _fail("name", _NAME_REASON)
     return value

@@ -22,6 +22,7 @@ from typing import Final
 
 import click
 
+from calico_nodestatus.agent.stale import stale_pieces
 from calico_nodestatus.api import (
     API_GROUP,
     CRD_V1_GROUP,
@@ -101,7 +102,8 @@ _PS_COLUMNS: Final = [
 
 
 def wide_columns(alive: AbstractSet[str]) -> list[Column]:
-    """The ps columns plus spec, freshness and sessions; `alive`: nodes with a live agent."""
+    """The ps columns plus spec, freshness, sessions and stale pieces; `alive`: nodes with a live
+    agent."""
     return [
         *_PS_COLUMNS,
         Column("CLASSES", lambda obj: ",".join(obj.spec.classes) or "-"),
@@ -113,7 +115,14 @@ def wide_columns(alive: AbstractSet[str]) -> list[Column]:
         Column("AGENT", lambda obj: agent_state(obj, alive)),
         Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
         Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
+        Column("STALE", stale_cell),
     ]
+
+
+def stale_cell(obj: CalicoNodeStatus) -> str:
+    """The pieces (``BGP/v6``) whose data the agent could not collect and kept from before (or
+    left out): what the collection-errors annotation names; "-" when everything is current."""
+    return ",".join(stale_pieces(obj.metadata.annotations)) or "-"
 
 
 def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
@@ -190,7 +199,9 @@ def _check_precondition(mode: WriteMode, obj: CalicoNodeStatus, current: CalicoN
         if current is not None:
             raise AlreadyExists(obj.name)
     elif current is None:
-        if mode is WriteMode.REPLACE or wanted:
+        # apply of an absent object creates it: a resourceVersion in the input (a saved `get`
+        # output) is server-managed metadata, ignored on create like uid and generation.
+        if mode is WriteMode.REPLACE:
             raise NotFound(obj.name)
     elif wanted and wanted != current.metadata.resource_version:
         raise Conflict(obj.name)

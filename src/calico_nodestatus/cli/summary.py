@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import click
 
-from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION
+from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION, read_annotation
+from calico_nodestatus.agent.stale import stale_pieces
 from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.api.model import format_time
 from calico_nodestatus.cli.context import CliContext
@@ -37,6 +38,7 @@ class FleetRow:
     omitted_v4: int
     omitted_v6: int
     last_updated: str
+    stale: tuple[str, ...]  # pieces (``BGP/v6``) kept from before or left out: not collected
     classes: str
     period: int
     problems: tuple[str, ...]
@@ -50,12 +52,8 @@ _AGENT_PROBLEMS = {AgentState.STALE: "agent stale", AgentState.NONE: "no agent"}
 
 
 def _omitted(obj: CalicoNodeStatus) -> tuple[int, int]:
-    raw = obj.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION)
-    try:
-        counts = json.loads(raw) if raw else {}
-        return int(counts.get("v4", 0)), int(counts.get("v6", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0, 0
+    counts, _cut_short = read_annotation(obj.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION))
+    return counts.get("v4", 0), counts.get("v6", 0)
 
 
 def fleet_rows(
@@ -79,6 +77,9 @@ def fleet_rows(
             problems.append("BIRD not ready")
         if bgp.number_not_established_v4 + bgp.number_not_established_v6:
             problems.append("sessions down")
+        stale = stale_pieces(obj.metadata.annotations)
+        if stale:
+            problems.append(f"STALE {','.join(stale)}")
         rows.append(
             FleetRow(
                 name=obj.name,
@@ -95,6 +96,7 @@ def fleet_rows(
                 omitted_v4=omitted_v4,
                 omitted_v6=omitted_v6,
                 last_updated=format_time(status.last_updated) if status.last_updated else NONE,
+                stale=stale,
                 classes=",".join(spec.classes),
                 period=spec.update_period_seconds,
                 problems=tuple(problems),
@@ -112,6 +114,7 @@ def verdict(rows: list[FleetRow]) -> str:
     for label, test in (
         ("have sessions down", lambda row: row.sessions_down),
         ("have BIRD not ready", lambda row: "BIRD not ready" in row.problems),
+        ("have stale data", lambda row: bool(row.stale)),
         ("have a stale agent", lambda row: row.agent is AgentState.STALE),
         ("have no agent", lambda row: row.agent is AgentState.NONE),
         ("have never reported", lambda row: row.last_updated == NONE),
@@ -128,7 +131,16 @@ def _with_omitted(count: int, omitted: int) -> str:
 
 
 def render_table(rows: list[FleetRow], wide: bool) -> str:
-    header = ["NODE", "AGENT", "BIRD V4/V6", "SESSIONS V4", "SESSIONS V6", "ROUTES V4/V6", "LAST UPDATED"]
+    header = [
+        "NODE",
+        "AGENT",
+        "BIRD V4/V6",
+        "SESSIONS V4",
+        "SESSIONS V6",
+        "ROUTES V4/V6",
+        "LAST UPDATED",
+        "STALE",
+    ]
     if wide:
         header = ["NAME", *header, "CLASSES", "PERIOD", "PROBLEMS"]
     table = [header]
@@ -141,6 +153,7 @@ def render_table(rows: list[FleetRow], wide: bool) -> str:
             f"{row.established_v6} up, {row.not_established_v6} down",
             f"{_with_omitted(row.routes_v4, row.omitted_v4)}/{_with_omitted(row.routes_v6, row.omitted_v6)}",
             row.last_updated,
+            ",".join(row.stale) or NONE,
         ]
         if wide:
             cells = [row.name, *cells, row.classes, str(row.period), ", ".join(row.problems) or NONE]
@@ -154,7 +167,7 @@ def render_table(rows: list[FleetRow], wide: bool) -> str:
 
 
 def render_json(rows: list[FleetRow]) -> str:
-    items = [{**asdict(row), "problems": list(row.problems)} for row in rows]
+    items = [{**asdict(row), "problems": list(row.problems), "stale": list(row.stale)} for row in rows]
     return json.dumps({"items": items, "verdict": verdict(rows)}, indent=2)
 
 
