@@ -27,7 +27,7 @@ import yaml
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.datastore.config import DatastoreConfig
-from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION, KubernetesDatastore
+from calico_nodestatus.datastore.kubernetes import PLURAL, KubernetesDatastore
 from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.agent.conftest import wait_for
 from tests.plugins.kubernetes import AGENT_NAMESPACE, KUBE_API_VERSIONS, clean_kubernetes
@@ -40,7 +40,7 @@ both_modes = pytest.mark.parametrize("mode", KUBE_API_VERSIONS)
 
 
 def resource(mode: str) -> str:
-    return f"{PLURAL}.{mode.split('/')[0]}"
+    return f"{PLURAL}.{mode.split('/', maxsplit=1)[0]}"
 
 
 def seed_spec(mode: str, node: str) -> str:
@@ -150,8 +150,13 @@ async def test_kubectl_get_shows_the_printer_columns(
     header, row = plane.kubectl("get", resource(mode)).stdout.splitlines()
     assert header.split() == ["NAME", "NODE", "CLASSES", "PERIOD", "LAST-UPDATED"]
     name, node_name, classes, period, last_updated = row.split()
-    assert (name, node_name, json.loads(classes), period) == (NAME, node.name, ["Agent", "BGP", "Routes"], "10")
-    assert re.fullmatch(r"\d+s", last_updated)  # a date column: printed as an age
+    assert (name, node_name, json.loads(classes), period) == (
+        NAME,
+        node.name,
+        ["Agent", "BGP", "Routes"],
+        "10",
+    )
+    assert re.fullmatch(r"(\d+m)?\d+s", last_updated)  # a date column: printed as an age
 
 
 @both_modes
@@ -164,7 +169,9 @@ async def test_kubectl_patch_of_the_spec_reaches_the_agent_at_once(
     async with agent_as_service_account(node, agent_kubeconfig, mode):
         await wait_for(lambda: filled(plane, mode), 20, "the first report")
         patched_at = time.monotonic()
-        plane.kubectl("patch", resource(mode), NAME, "--type", "merge", "-p", '{"spec": {"classes": ["BGP"]}}')
+        plane.kubectl(
+            "patch", resource(mode), NAME, "--type", "merge", "-p", '{"spec": {"classes": ["BGP"]}}'
+        )
 
         async def bgp_only() -> dict[str, Any] | None:
             (item,) = get_yaml(plane, mode)["items"]
@@ -183,12 +190,14 @@ async def test_kubectl_patch_of_the_spec_reaches_the_agent_at_once(
 BAD_MANIFESTS = [
     pytest.param(
         "updatePeriodSeconds: 90000",
-        r'spec\.updatePeriodSeconds: Invalid value: 90000: spec\.updatePeriodSeconds in body should be less than or equal to 86400',
+        r"spec\.updatePeriodSeconds: Invalid value: 90000: "
+        r"spec\.updatePeriodSeconds in body should be less than or equal to 86400",
         id="period-too-long",
     ),
     pytest.param(
         "updatePeriodSeconds: -1",
-        r"spec\.updatePeriodSeconds: Invalid value: -1: spec\.updatePeriodSeconds in body should be greater than or equal to 0",
+        r"spec\.updatePeriodSeconds: Invalid value: -1: "
+        r"spec\.updatePeriodSeconds in body should be greater than or equal to 0",
         id="negative-period",
     ),
     pytest.param(
@@ -201,7 +210,11 @@ BAD_MANIFESTS = [
         r'spec\.classes\[1\]: Duplicate value: "Agent"',
         id="duplicate-class",
     ),
-    pytest.param("node: Node_A", r"spec\.node: Invalid value: \"Node_A\": spec\.node in body should match", id="bad-node"),
+    pytest.param(
+        "node: Node_A",
+        r"spec\.node: Invalid value: \"Node_A\": spec\.node in body should match",
+        id="bad-node",
+    ),
     pytest.param("node: null", r"spec\.node: Required value", id="missing-node"),
 ]
 

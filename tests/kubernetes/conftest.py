@@ -30,7 +30,7 @@ DatastoreFactory = Callable[..., Awaitable[KubernetesDatastore]]
 
 def resource(api_version: str) -> str:
     """kubectl's name for the CRD of a mode: `caliconodestatuses.<group>`."""
-    return f"{PLURAL}.{api_version.split('/')[0]}"
+    return f"{PLURAL}.{api_version.split('/', maxsplit=1)[0]}"
 
 
 def collection_path(api_version: str) -> str:
@@ -65,9 +65,7 @@ def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-async def open_store(
-    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[DatastoreFactory]:
+async def open_store(plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DatastoreFactory]:
     """Builds datastores on the real apiserver, as its admin unless another kubeconfig is given;
     `api_version=None` leaves the choice to discovery."""
     monkeypatch.delenv("CALICO_API_GROUP", raising=False)

@@ -84,7 +84,9 @@ async def test_silence_in_the_middle_of_a_body_is_unavailable_then_recovers(
 async def test_a_garbled_body_is_unavailable(
     apiserver: ReplayApiServer, open_replay_store: DatastoreFactory, recorded: Recorded
 ) -> None:
-    garbled = chunk(json.dumps(recorded.body).encode()[:-40]) + chunk(b"<html>bad gateway</html>") + b"0\r\n\r\n"
+    garbled = (
+        chunk(json.dumps(recorded.body).encode()[:-40]) + chunk(b"<html>bad gateway</html>") + b"0\r\n\r\n"
+    )
     apiserver.expect("GET", ITEM, Reply(chunked=garbled), Reply(body=recorded.body))
     store = await open_replay_store()
     with pytest.raises(Unavailable, match="malformed reply"):
@@ -97,9 +99,7 @@ async def test_a_malformed_watch_chunk_is_unavailable_and_the_watch_resumes(
 ) -> None:
     first, second = recorded.watch_lines
     broken = chunk(first) + b"zz-not-a-size\r\n" + second
-    apiserver.expect(
-        "GET", PATH, Reply(chunked=broken), Reply(chunked=chunk(second) + b"0\r\n\r\n")
-    )
+    apiserver.expect("GET", PATH, Reply(chunked=broken), Reply(chunked=chunk(second) + b"0\r\n\r\n"))
     store = await open_replay_store()
     seen: list[tuple[EventType, int]] = []
     revision = recorded.watch_from

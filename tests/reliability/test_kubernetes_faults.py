@@ -7,7 +7,6 @@ tests are about the datastore, and what BIRD answers can be changed on demand.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,7 +48,9 @@ def agent_datastore(kubeconfig: Path) -> KubernetesDatastore:
 
 async def respec(store: Datastore, name: str, classes: list[NodeStatusClass]) -> CalicoNodeStatus:
     obj = await store.get(name)
-    return await store.update(obj.model_copy(update={"spec": obj.spec.model_copy(update={"classes": classes})}))
+    return await store.update(
+        obj.model_copy(update={"spec": obj.spec.model_copy(update={"classes": classes})})
+    )
 
 
 def bgp_only(store: Datastore, name: str) -> Any:
@@ -121,7 +122,9 @@ async def agent_behind_a_relay(
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str, name: str) -> int:
-    return sum(1 for r in caplog.records if f"event={event}" in r.getMessage() and f"name={name}" in r.getMessage())
+    return sum(
+        1 for r in caplog.records if f"event={event}" in r.getMessage() and f"name={name}" in r.getMessage()
+    )
 
 
 async def test_compaction_expires_the_agents_watch_and_the_relist_loses_and_duplicates_nothing(
@@ -139,10 +142,15 @@ async def test_compaction_expires_the_agents_watch_and_the_relist_loses_and_dupl
     caplog.set_level("INFO", logger="calico_nodestatus")
     for name in ("kept", "removed"):
         await admin.create(node_status(name, NODE, ["Agent"], 60))
-    async with agent_behind_a_relay(control_plane, agent_kubeconfig, replayed_bird, tmp_path) as (agent, relay):
+    async with agent_behind_a_relay(control_plane, agent_kubeconfig, replayed_bird, tmp_path) as (
+        agent,
+        relay,
+    ):
 
         async def reported() -> bool:
-            return all([(await admin.get(n)).status.agent.bird_v4.state == "Ready" for n in ("kept", "removed")])
+            return all(
+                [(await admin.get(n)).status.agent.bird_v4.state == "Ready" for n in ("kept", "removed")]
+            )
 
         await wait_for(reported, 15, "first reports")
         await relay.cut()

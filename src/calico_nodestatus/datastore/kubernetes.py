@@ -308,10 +308,14 @@ class KubernetesDatastore(Datastore):
     async def get(self, name: str) -> CalicoNodeStatus:
         return await self._from_body(await self._cr_request("GET", await self._item(name), name))
 
-    async def _list_pages(self, field_selector: str | None) -> tuple[list[dict[str, Any]], str]:
+    async def _list_pages(
+        self, field_selector: str | None, at_revision: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         params = {"limit": str(LIST_PAGE_SIZE)}
         if field_selector:
             params["fieldSelector"] = field_selector
+        if at_revision is not None:
+            params |= {"resourceVersion": at_revision, "resourceVersionMatch": "Exact"}
         items: list[dict[str, Any]] = []
         revision = ""
         while True:
@@ -321,7 +325,9 @@ class KubernetesDatastore(Datastore):
             cont = page["metadata"].get("continue")
             if not cont:
                 return items, revision
-            params["continue"] = cont
+            params["continue"] = cont  # the token carries the revision, which may not be repeated
+            params.pop("resourceVersion", None)
+            params.pop("resourceVersionMatch", None)
 
     async def list(self, node: str | None = None) -> tuple[list[CalicoNodeStatus], str]:
         items: list[dict[str, Any]] | None = None
@@ -418,12 +424,19 @@ class KubernetesDatastore(Datastore):
                 continue  # written in between: read again
             return await self._from_body(stored)
 
+    async def _names_on_node_at(self, node: str, revision: str) -> set[str]:
+        """The objects on `node` at exactly `revision`, where a client-side filtered watch starts:
+        a list of now would miss an object that left the node in between (its DELETED never
+        delivered). A compacted revision is a 410, WatchExpired, as for the watch itself."""
+        items, _ = await self._list_pages(None, at_revision=revision)
+        return {obj.metadata.name for obj in await self._valid_objects(items) if obj.spec.node == node}
+
     async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
         collection = await self._collection()
         revision = resource_version
         known: set[str] | None = None  # names on `node`, when filtering client-side
         if node is not None and not self._server_node_filter:
-            known = {obj.metadata.name for obj in (await self.list(node))[0]}
+            known = await self._names_on_node_at(node, revision)
         timeout = httpx2.Timeout(REQUEST_TIMEOUT_SECONDS, read=WATCH_SERVER_TIMEOUT_SECONDS + 30)
         while True:
             params = {
@@ -445,7 +458,7 @@ class KubernetesDatastore(Datastore):
                             and _UNSUPPORTED_FIELD_LABEL in status_message(detail)
                         ):
                             self._server_node_filter = False
-                            known = {obj.metadata.name for obj in (await self.list(node))[0]}
+                            known = await self._names_on_node_at(node, revision)
                             continue
                         raise error_for_status(response.status_code, detail, PLURAL)
                     async for line in response.aiter_lines():
