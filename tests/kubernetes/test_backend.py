@@ -483,13 +483,13 @@ async def test_a_watch_the_server_ends_resumes_from_the_last_revision(
         first = asyncio.ensure_future(next_event(events, within=30))
         written = await store.update(with_spec(mine, update_period_seconds=20))
         assert (await first).resource_version == written.metadata.resource_version
+        second = asyncio.ensure_future(next_event(events, within=30))  # the watch runs on
 
         async def resumed() -> list[dict[str, list[str]]]:
             return admin_requests(plane, since, "watch")[1:]
 
         (again, *_) = await wait_for(resumed, 30, "the watch request after the server ended the first")
         assert int(again["resourceVersion"][0]) >= int(written.metadata.resource_version)
-        second = asyncio.ensure_future(next_event(events, within=30))
         updated = await store.update(with_spec(written, update_period_seconds=30))
         event = await second
     assert (event.type, event.object.spec.update_period_seconds, event.resource_version) == (
