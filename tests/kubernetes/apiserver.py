@@ -1,8 +1,7 @@
-"""A local HTTP server that replays scripted Kubernetes API responses and records the requests.
-
-No API server can run here, so the backend is tested at its HTTP boundary: each test scripts the
-replies (shaped like kube-apiserver's: Status bodies, lists with a resourceVersion, watch event
-lines) and then checks the requests the backend actually sent.
+"""A local HTTP server that replays bodies recorded from the real kube-apiserver with one fault a
+real server cannot produce on demand: silence in the middle of a body, a malformed chunk of a
+watch stream, a garbled line, a 5xx/429 answer. Everything a real apiserver can answer is tested
+on the real one (test_backend.py); RELIABILITY.md lists the tests that still use this server.
 """
 
 from __future__ import annotations
@@ -20,8 +19,11 @@ from urllib.parse import parse_qsl, urlsplit
 class Reply:
     status: int = 200
     body: object = None
-    # Watch replies: each event is written as one JSON line in its own chunk.
-    events: list[dict[str, Any]] | None = None
+    # Only this many bytes of the JSON body are sent (Content-Length announces all), then silence.
+    hang_after: int | None = None
+    # A chunked reply made of exactly these raw bytes after the headers (watch streams, malformed
+    # on purpose); the connection is closed after them.
+    chunked: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,6 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
@@ -39,6 +39,7 @@ class ReplayApiServer:
     requests: list[Request] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     url: str = ""
+    released: threading.Event = field(default_factory=threading.Event)
 
     def expect(self, method: str, path: str, *replies: Reply) -> None:
         self.replies.setdefault((method, path), deque()).extend(replies)
@@ -54,11 +55,14 @@ class ReplayApiServer:
         return queue.popleft()
 
 
-def status_body(
-    code: int, reason: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     """A `Status` failure as kube-apiserver encodes it."""
-    body: dict[str, Any] = {
+    return {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -67,9 +71,6 @@ def status_body(
         "reason": reason,
         "code": code,
     }
-    if details is not None:
-        body["details"] = details
-    return body
 
 
 def _handler(state: ReplayApiServer) -> type[BaseHTTPRequestHandler]:
@@ -82,37 +83,33 @@ def _handler(state: ReplayApiServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            state.requests.append(
-                Request(
-                    method=self.command,
-                    path=parts.path,
-                    query=dict(parse_qsl(parts.query)),
-                    headers={key.lower(): value for key, value in self.headers.items()},
-                    body=json.loads(raw) if raw else None,
-                )
-            )
+            if length:
+                self.rfile.read(length)
+            state.requests.append(Request(self.command, parts.path, dict(parse_qsl(parts.query))))
             reply = state.next_reply(self.command, parts.path)
             if reply is None:
                 reply = Reply(599, status_body(599, "Unscripted", f"no reply scripted for {self.command}"))
-            if reply.events is not None:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                for event in reply.events:
-                    line = json.dumps(event).encode() + b"\n"
-                    self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
-                self.wfile.write(b"0\r\n\r\n")
-                return
-            payload = json.dumps(reply.body).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
+            if reply.chunked is not None:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(reply.chunked)
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            payload = json.dumps(reply.body).encode()
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if reply.hang_after is None:
+                self.wfile.write(payload)
+                return
+            self.wfile.write(payload[: reply.hang_after])
+            self.wfile.flush()
+            state.released.wait(60)
+            self.close_connection = True
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
     return Handler
 
@@ -130,6 +127,7 @@ class RunningServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.state.released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()

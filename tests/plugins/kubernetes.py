@@ -16,6 +16,7 @@ A missing binary is a broken install (`make control-plane`), so it fails the run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,24 @@ def clean_kubernetes(plane: ControlPlane) -> None:
         plane.kubectl("delete", name, "--all", "--wait=false")
     label, value = LEASE_MANAGED_BY
     plane.kubectl("delete", "leases", "-n", AGENT_NAMESPACE, "-l", f"{label}={value}", "--wait=false")
+
+
+def wait_serving(plane: ControlPlane, within: float = 60.0) -> None:
+    """Until the apiserver serves the resources the tests use: after a (re)start `/readyz` is ok
+    while their storage may still answer 429 "storage is (re)initializing"."""
+    deadline = time.monotonic() + within
+    while plane.kubectl("get", *CRD_NAMES[:1], "-o", "name", check=False).returncode != 0 or any(
+        plane.kubectl("get", name, "-A", "-o", "name", check=False).returncode != 0
+        for name in (*CRD_NAMES[1:], "leases")
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the apiserver did not serve CalicoNodeStatuses and Leases within {within}s")
+        time.sleep(0.2)
+
+
+def restart_apiserver(plane: ControlPlane) -> None:
+    plane.restart_apiserver()
+    wait_serving(plane)
 
 
 @pytest.fixture(scope="session")

@@ -214,9 +214,8 @@ class KubernetesDatastore(Datastore):
         self._api_version = api_version
         self._configured_group = config.kube_api_group
         self._namespace = namespace or os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
-        # Learnt on first use: whether the CRD declares spec.node selectable / has a status subresource.
+        # Learnt on first use: whether the CRD declares spec.node selectable.
         self._server_node_filter = True
-        self._status_subresource = True
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -252,7 +251,7 @@ class KubernetesDatastore(Datastore):
         response = await self._send(method, path, params=params, body=body, content_type=content_type)
         if not response.is_success:
             raise error_for_status(response.status_code, _json_or_text(response), name, creating=creating)
-        return response.json()
+        return reply_object(response, name)
 
     async def api_version(self) -> str:
         """The CRD group/version in use (decided once, on first use)."""
@@ -280,15 +279,24 @@ class KubernetesDatastore(Datastore):
             return obj.to_crd_v1()
         return obj.to_wire()
 
-    async def _from_body(self, body: dict[str, Any]) -> CalicoNodeStatus:
+    async def _decode(self, body: dict[str, Any]) -> CalicoNodeStatus:
         return CalicoNodeStatus.from_wire(wire_from_cr(await self.api_version(), body))
+
+    async def _from_body(self, body: dict[str, Any]) -> CalicoNodeStatus:
+        """The object of one reply; one edited into an invalid state (kubectl) is a DatastoreError
+        naming it, as on the other backends, so callers handle it like any datastore failure."""
+        try:
+            return await self._decode(body)
+        except ValidationFailure as exc:
+            name = (body.get("metadata") or {}).get("name")
+            raise DatastoreError(f"{PLURAL} {name} is not a valid CalicoNodeStatus: {exc}") from exc
 
     async def _valid_objects(self, bodies: Iterable[dict[str, Any]]) -> list[CalicoNodeStatus]:
         """Decoded objects; ones edited into an invalid state with kubectl are skipped, logged."""
         objects = []
         for body in bodies:
             try:
-                objects.append(await self._from_body(body))
+                objects.append(await self._decode(body))
             except ValidationFailure as exc:
                 log.warning(
                     "ignoring invalid %s %s: %s", PLURAL, (body.get("metadata") or {}).get("name"), exc
@@ -300,10 +308,14 @@ class KubernetesDatastore(Datastore):
     async def get(self, name: str) -> CalicoNodeStatus:
         return await self._from_body(await self._cr_request("GET", await self._item(name), name))
 
-    async def _list_pages(self, field_selector: str | None) -> tuple[list[dict[str, Any]], str]:
+    async def _list_pages(
+        self, field_selector: str | None, at_revision: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         params = {"limit": str(LIST_PAGE_SIZE)}
         if field_selector:
             params["fieldSelector"] = field_selector
+        if at_revision is not None:
+            params |= {"resourceVersion": at_revision, "resourceVersionMatch": "Exact"}
         items: list[dict[str, Any]] = []
         revision = ""
         while True:
@@ -313,7 +325,9 @@ class KubernetesDatastore(Datastore):
             cont = page["metadata"].get("continue")
             if not cont:
                 return items, revision
-            params["continue"] = cont
+            params["continue"] = cont  # the token carries the revision, which may not be repeated
+            params.pop("resourceVersion", None)
+            params.pop("resourceVersionMatch", None)
 
     async def list(self, node: str | None = None) -> tuple[list[CalicoNodeStatus], str]:
         items: list[dict[str, Any]] | None = None
@@ -354,16 +368,15 @@ class KubernetesDatastore(Datastore):
         checked_revision(obj.metadata.resource_version, "an Update")
         item = await self._item(name)
         body = await self._to_body(obj)
-        if self._status_subresource:
-            response = await self._send("PUT", f"{item}/status", body=body)
-            if response.is_success:
-                return await self._from_body(response.json())
-            detail = _json_or_text(response)
-            # A 404 naming no object means the CRD has no status subresource (Calico before 2026).
-            if response.status_code != 404 or _status_names(detail, name):
-                raise error_for_status(response.status_code, detail, name)
-            self._status_subresource = False
-        # No subresource: write the stored object with only its status replaced, CAS on the caller's rv.
+        response = await self._send("PUT", f"{item}/status", body=body)
+        if response.is_success:
+            return await self._from_body(reply_object(response, name))
+        if response.status_code != 404:
+            raise error_for_status(response.status_code, _json_or_text(response), name)
+        # A CRD without the status subresource (Calico before 2026) answers 404 naming the object,
+        # exactly as for a missing object: the GET below tells them apart (it raises NotFound).
+        # Nothing is remembered, since the CRD may gain the subresource at any time, and from then
+        # on a PUT of the main resource would silently drop the status.
         stored = await self._cr_request("GET", item, name)
         if stored["metadata"].get("resourceVersion") != body["metadata"].get("resourceVersion"):
             raise Conflict(name)
@@ -411,12 +424,19 @@ class KubernetesDatastore(Datastore):
                 continue  # written in between: read again
             return await self._from_body(stored)
 
+    async def _names_on_node_at(self, node: str, revision: str) -> set[str]:
+        """The objects on `node` at exactly `revision`, where a client-side filtered watch starts:
+        a list of now would miss an object that left the node in between (its DELETED never
+        delivered). A compacted revision is a 410, WatchExpired, as for the watch itself."""
+        items, _ = await self._list_pages(None, at_revision=revision)
+        return {obj.metadata.name for obj in await self._valid_objects(items) if obj.spec.node == node}
+
     async def watch(self, resource_version: str, node: str | None = None) -> AsyncIterator[WatchEvent]:
         collection = await self._collection()
         revision = resource_version
         known: set[str] | None = None  # names on `node`, when filtering client-side
         if node is not None and not self._server_node_filter:
-            known = {obj.metadata.name for obj in (await self.list(node))[0]}
+            known = await self._names_on_node_at(node, revision)
         timeout = httpx2.Timeout(REQUEST_TIMEOUT_SECONDS, read=WATCH_SERVER_TIMEOUT_SECONDS + 30)
         while True:
             params = {
@@ -438,27 +458,26 @@ class KubernetesDatastore(Datastore):
                             and _UNSUPPORTED_FIELD_LABEL in status_message(detail)
                         ):
                             self._server_node_filter = False
-                            known = {obj.metadata.name for obj in (await self.list(node))[0]}
+                            known = await self._names_on_node_at(node, revision)
                             continue
                         raise error_for_status(response.status_code, detail, PLURAL)
                     async for line in response.aiter_lines():
                         if not line.strip():
                             continue
-                        event = json.loads(line)
-                        raw = event.get("object") or {}
-                        if event.get("type") == "ERROR":
+                        event_name, raw = watch_line(line)
+                        if event_name == "ERROR":
                             raise error_for_status(int(raw.get("code") or 500), raw, PLURAL)
                         revision = raw["metadata"]["resourceVersion"]
-                        if event["type"] == "BOOKMARK":
+                        if event_name == "BOOKMARK":
                             continue
                         decoded = await self._valid_objects([raw])
                         if not decoded:
                             continue
                         obj = decoded[0]
-                        event_type: EventType | None = EventType(event["type"])
+                        event_type: EventType | None = EventType(event_name)
                         if known is not None and node is not None:
                             event_type = node_view_event(
-                                EventType(event["type"]), obj.metadata.name, obj.spec.node, node, known
+                                EventType(event_name), obj.metadata.name, obj.spec.node, node, known
                             )
                         if event_type is not None:
                             yield WatchEvent(event_type, obj, revision)
@@ -479,7 +498,7 @@ class KubernetesDatastore(Datastore):
         """The Lease, or None when the API answers 404 (GET) / 409 (POST, PUT: someone else wrote)."""
         response = await self._send(method, path, body=body)
         if response.is_success:
-            return response.json()
+            return reply_object(response, LEASE_NAME_PREFIX + node)
         if response.status_code in (404, 409):
             return None
         raise error_for_status(response.status_code, _json_or_text(response), LEASE_NAME_PREFIX + node)
@@ -534,7 +553,7 @@ class KubernetesDatastore(Datastore):
         if not response.is_success:
             raise error_for_status(response.status_code, _json_or_text(response), "leases")
         now = datetime.now(UTC)
-        records = (lease_record(lease) for lease in response.json().get("items") or [])
+        records = (lease_record(lease) for lease in reply_object(response, "leases").get("items") or [])
         alive = (record for record in records if record is not None and record.is_alive(now))
         return sorted(alive, key=lambda record: record.node)
 
@@ -542,13 +561,38 @@ class KubernetesDatastore(Datastore):
         await self._http.aclose()
 
 
+def reply_object(response: httpx2.Response, what: str) -> dict[str, Any]:
+    """The JSON object of a successful reply. One garbled on the way (a proxy, a cut) is
+    Unavailable, to be retried like any transport fault, never an exception the agent dies of."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise Unavailable(f"kubernetes API sent a malformed reply for {what}: {exc}") from exc
+    if not isinstance(body, dict):
+        raise Unavailable(f"kubernetes API sent a malformed reply for {what}: not a JSON object")
+    return body
+
+
+_WATCH_EVENT_TYPES: Final = frozenset({*EventType, "BOOKMARK", "ERROR"})
+
+
+def watch_line(line: str) -> tuple[str, dict[str, Any]]:
+    """(type, object) of one watch event line; a malformed line is Unavailable (the caller
+    watches again from the last revision)."""
+    try:
+        event = json.loads(line)
+        kind, raw = event["type"], event["object"]
+        if kind not in _WATCH_EVENT_TYPES or not isinstance(raw, dict):
+            raise ValueError(f"unexpected event type {kind!r} or object")
+        if kind != "ERROR" and not isinstance(raw["metadata"]["resourceVersion"], str):
+            raise ValueError("no metadata.resourceVersion")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Unavailable(f"kubernetes watch sent a malformed event: {exc}: {line[:200]!r}") from exc
+    return kind, raw
+
+
 def _json_or_text(response: httpx2.Response) -> object:
     try:
         return response.json()
     except ValueError:
         return response.text
-
-
-def _status_names(detail: object, name: str) -> bool:
-    """Whether a 404 Status is about the object `name` (not about a missing URL)."""
-    return isinstance(detail, dict) and (detail.get("details") or {}).get("name") == name
