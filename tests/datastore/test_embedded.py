@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from calico_nodestatus.datastore import embedded as embedded_module
 from calico_nodestatus.datastore.base import DatastoreError, Unavailable, WatchExpired
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from tests.datastore.conftest import collect, eventually, make_status
@@ -241,14 +243,64 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_idle_watch_polls_without_reading_the_log(traced_watch: TracedWatch) -> None:
-    await asyncio.sleep(0.5)
-    polls = [s for s in traced_watch.statements if "data_version" in s]
-    assert len(polls) >= 4  # it kept polling...
-    assert not [s for s in traced_watch.statements if "FROM events" in s]  # ...without reading the log
+async def test_idle_watch_sleeps_until_a_commit(traced_watch: TracedWatch) -> None:
+    """Woken by the WAL file changing (inotify), an idle watch runs no statement at all; a
+    commit by another connection wakes it."""
+    await asyncio.sleep(1.0)  # two idle polls of the polling fallback
+    assert traced_watch.statements == []
 
     await traced_watch.writer.create(make_status("status-b"))
     await traced_watch.delivered("status-a", "status-b")
+
+
+async def test_a_commit_wakes_the_watch_without_any_poll(
+    traced_watch: TracedWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every timer out of reach (the safety look and the polling fallback an hour away),
+    only the WAL file's change can deliver the new object: commits after the watch started and
+    after a checkpoint restarted the WAL from its beginning."""
+    monkeypatch.setattr(embedded_module, "WATCH_SAFETY_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(embedded_module, "WATCH_IDLE_POLL_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(embedded_module, "WATCH_POLL_INTERVAL_S", 3600.0)
+    await asyncio.sleep(0.2)  # the watch is now waiting with the patched timers
+    await traced_watch.writer.create(make_status("status-b"))
+    await traced_watch.delivered("status-a", "status-b")
+    await asyncio.to_thread(_checkpoint, traced_watch.writer.path)
+    await traced_watch.writer.create(make_status("status-c"))
+    await traced_watch.delivered("status-a", "status-b", "status-c")
+
+
+def _checkpoint(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def test_watch_polls_where_inotify_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(embedded_module.inotify_simple, "INotify", unavailable)
+    writer = EmbeddedDatastore(tmp_path / "datastore.db")
+    datastore = EmbeddedDatastore(tmp_path / "datastore.db")
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in datastore.watch("0"):
+            seen.append(event.object.name)
+
+    await writer.create(make_status())
+    consumer = asyncio.create_task(consume())
+    try:
+        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
+        await writer.create(make_status("status-b"))
+        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await datastore.close()
+        await writer.close()
 
 
 async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: TracedWatch) -> None:
