@@ -359,7 +359,7 @@ class RouteParser:
     prefix, ECMP next-hop lines, dev/blackhole/unreachable/prohibited, and `show route all`
     (attribute blocks are skipped)."""
 
-    __slots__ = ("_code", "_hops", "_pending", "_prefix", "_table")
+    __slots__ = ("_code", "_hops", "_hops_counted", "_pending", "_prefix", "_table")
 
     def __init__(self) -> None:
         self._prefix: str | None = None  # destination of the last route line (blank-prefix lines)
@@ -369,6 +369,7 @@ class RouteParser:
         # table, ())), and those lines so far, verbatim (interpreted when the route completes).
         self._pending: _Pending | None = None
         self._hops: list[str] = []
+        self._hops_counted = False  # next-hop lines to come belong to a route counted, not fed
 
     def feed(self, lines: Iterable[str]) -> list[Route]:
         out: list[Route] = []
@@ -502,19 +503,26 @@ class RouteParser:
         return self._table
 
     @property
-    def waiting(self) -> bool:
-        """A route line was read whose next-hop lines may still follow."""
-        return self._pending is not None
+    def hops_counted(self) -> bool:
+        """Next-hop lines to come belong to a route that was counted, not fed (`skipped`)."""
+        return self._hops_counted
 
     def complete_from(self, block: bytes) -> tuple[list[Route], bytes]:
-        """For a caller about to count `block` instead of feeding it (`count_route_block`): the
-        waiting route, completed with the next-hop lines that open `block`, and the rest."""
-        if self._pending is None:
+        """For a caller that may count `block` instead of feeding it (`count_route_block`): the
+        next-hop lines that open it are consumed here (the waiting route completed with them, or
+        dropped when they belong to a route counted with the block before), and the rest is
+        returned. A block of next-hop lines only is consumed whole: more may follow."""
+        if self._pending is None and not self._hops_counted:
             return [], block
         end = 0
         while block[end : end + 2] == b" \t":
             end = block.index(b"\n", end) + 1
+        if self._hops_counted:
+            self._hops_counted = end == len(block)
+            return [], block[end:]
         routes = self.feed(block_lines(block[:end]))
+        if end == len(block):
+            return routes, b""
         pending, self._pending = self._pending, None
         hops, self._hops = self._hops, []
         if pending is not None:
@@ -523,7 +531,9 @@ class RouteParser:
 
     def skipped(self, block: bytes) -> None:
         """`block` (route and next-hop lines of the current table, see `count_route_block`) was
-        counted instead of fed: a blank-prefix line after it belongs to its last destination."""
+        counted instead of fed: next-hop lines after it belong to a counted route, and a
+        blank-prefix line after it to its last destination."""
+        self._hops_counted = True
         end = len(block) - 1
         while end > 0:
             start = block.rfind(b"\n", 0, end) + 1

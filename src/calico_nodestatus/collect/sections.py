@@ -337,14 +337,17 @@ class RouteAccumulator:
         parser = self._parser
         ipv6 = self._families.get(parser.table)
         room = None if ipv6 is None else self._room[ipv6]
-        if room is not None and not (room[0] and room[1]):
-            routes, rest = parser.complete_from(block)
+        counting = room is not None and not (room[0] and room[1])
+        if counting or parser.hops_counted:
+            routes, block = parser.complete_from(block)
             self.add(routes)
-            counted = count_route_block(rest)
+        if counting:
+            assert room is not None and ipv6 is not None
+            counted = count_route_block(block)
             if counted is not None and not (
                 (room[1] and counted.primary) or (room[0] and (counted.sync_error or counted.other))
             ):
-                counts = self._counts[ipv6]  # type: ignore[index]
+                counts = self._counts[ipv6]
                 for key, n in (
                     ((counted.protocol, True, False), counted.primary),
                     ((counted.protocol, True, True), counted.sync_error),
@@ -352,10 +355,9 @@ class RouteAccumulator:
                 ):
                     if n:
                         counts[key] += n
-                parser.skipped(rest)
+                parser.skipped(block)
                 self._reported = None
                 return
-            block = rest
         self.add(parser.feed(block_lines(block)))
 
     def finish(self) -> None:
