@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import random
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,27 @@ def test_counts_of_every_route_shape_equal_the_full_parse(seed: int) -> None:
     limit = rng.choice([0, 3, 100, 1_000, 5_000])
     largest = rng.choice([300, 4_000, 64 * 1024])
     _same(_read(_blocks(reply, rng, largest), limit), _reference(reply, limit))
+
+
+TRANSCRIPTS = sorted(
+    path
+    for path in FIXTURES.glob("*/*/*show_route*.txt")
+    if "show_route_count" not in path.name and path.read_bytes().rstrip().endswith(b"0000")
+)
+
+
+def _name(path: Path) -> str:
+    return f"{path.parts[-3]}/{path.parts[-2]}/{path.stem}"
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=_name)
+@pytest.mark.parametrize("limit", [0, 1, 4])
+def test_counts_of_every_transcript_equal_the_full_parse(path: Path, limit: int) -> None:
+    """Every real `show route` reply in the corpus (`all`, `primary`, per table, per protocol),
+    read in small pieces so that some blocks are counted."""
+    reply = path.read_bytes()
+    for seed in range(3):
+        _same(_read(_blocks(reply, random.Random(seed), 160), limit), _reference(reply, limit))
 
 
 def test_routes_beyond_the_limit_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:

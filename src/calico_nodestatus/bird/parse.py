@@ -503,6 +503,11 @@ class RouteParser:
         return self._table
 
     @property
+    def in_routes(self) -> bool:
+        """The lines to come are route lines (not a `show route all` attribute block)."""
+        return self._code == _ROUTE_CODE
+
+    @property
     def hops_counted(self) -> bool:
         """Next-hop lines to come belong to a route that was counted, not fed (`skipped`)."""
         return self._hops_counted
@@ -562,21 +567,13 @@ class BlockCount(NamedTuple):
 
 def count_route_block(block: bytes) -> BlockCount | None:
     """Counts the routes in `block` (complete continuation lines of a `show route` reply, the
-    final line excluded) on its bytes, in C, without splitting it into lines: every line is a
-    route line or a next-hop line (` \\t…`), and the route lines hold one protocol, so one
-    `count()` per pattern gives the exact tally. None when the block holds anything else (a
-    table header, a reply code, attribute lines, several protocols, a line that is no route):
-    then it has to be parsed. Costs a few passes over the bytes, against about 1 µs a route for
-    the full parse."""
-    if block[:1] != b" " or b"Table " in block:
-        return None
-    lines = block.count(b"\n")
-    if block.count(b"\n ") != lines - 1:
-        return None  # a line that starts with a reply code
-    hops = block.count(b"\n \t") + (block[1:2] == b"\t")
-    routes = lines - hops
-    if not routes:
-        return BlockCount("", 0, 0, 0)
+    final line excluded) on its bytes, in C, without splitting it into lines, when every line is
+    a route line of one protocol or a next-hop line (` \\t…`). None when the block holds
+    anything else (a table header or separator, attribute lines, another protocol, a line that
+    is no route): then it has to be parsed. A handful of `count()` passes over the bytes, against
+    about 1 µs a route for the full parse."""
+    if block[:1] != b" ":
+        return None  # empty, or a reply code: the reply's first line
     # A route line is `<prefix> <kind…> [<protocol> <time…>] <mark> (<preference>) …`; next-hop
     # lines carry no `[`, so the first ` [` opens the first route's protocol.
     start = block.find(b" [") + 2
@@ -584,10 +581,13 @@ def count_route_block(block: bytes) -> BlockCount | None:
     if start < 2 or end < 0:
         return None
     protocol = block[start:end]
-    if b"\n" in protocol or block.count(b" [" + protocol + b" ") != routes:
-        return None
-    primary = block.count(b"] * ")
-    sync_error = block.count(b"] ! ")
+    routes = block.count(b" [" + protocol + b" ")
+    # The tab starts a next-hop line and appears nowhere else: every line is either kind, or
+    # the block holds some other line and is not counted here.
+    if b"\n" in protocol or b"-\t" in block or routes + block.count(b"\t") != block.count(b"\n"):
+        return None  # `-\t`: an attribute block's code line (`show route all`)
+    primary = block.count(b"] * (")
+    sync_error = block.count(b"] ! (")
     other = routes - primary - sync_error
     if other < 0:
         return None

@@ -337,7 +337,7 @@ class RouteAccumulator:
         parser = self._parser
         ipv6 = self._families.get(parser.table)
         room = None if ipv6 is None else self._room[ipv6]
-        counting = room is not None and not (room[0] and room[1])
+        counting = room is not None and not (room[0] and room[1]) and parser.in_routes
         if counting or parser.hops_counted:
             routes, block = parser.complete_from(block)
             self.add(routes)
