@@ -393,7 +393,7 @@ def main() -> int:
             print(f"load average at the window's start {' '.join(load_start)}, end {' '.join(load_end)}")
     finally:
         relays.stop()
-    size = f"({nodes} nodes, {window:.0f}s)"  # the goals hold at any size: say which one this is
+    size = f"@{nodes}nodes,{window:.0f}s"  # the goals hold at any size: say which one this is
     rss_goal = RSS_GOAL_MIB[args.datastore]
     results += [
         Result(
