@@ -57,7 +57,9 @@ lock: venv
 
 bench: deps
 	$(BIN)/python bench/collect_routes.py
+	$(BIN)/python bench/agent_overhead.py --datastore embedded
 	$(BIN)/python bench/agent_overhead.py
+	$(BIN)/python bench/agent_overhead.py --datastore kubernetes
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/scrape.py
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
@@ -11,10 +12,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from calico_nodestatus.datastore import embedded as embedded_module
 from calico_nodestatus.datastore.base import DatastoreError, Unavailable, WatchExpired
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from tests.datastore.conftest import collect, eventually, make_status
@@ -242,15 +243,64 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_idle_watch_polls_without_reading_the_log(traced_watch: TracedWatch) -> None:
-    async def polled() -> bool:
-        return len([s for s in traced_watch.statements if "data_version" in s]) >= 4
-
-    assert await eventually(polled, within=30)  # it kept polling...
-    assert not [s for s in traced_watch.statements if "FROM events" in s]  # ...without reading the log
+async def test_idle_watch_sleeps_until_a_commit(traced_watch: TracedWatch) -> None:
+    """Woken by the WAL file changing (inotify), an idle watch runs no statement at all; a
+    commit by another connection wakes it."""
+    await asyncio.sleep(1.0)  # two idle polls of the polling fallback
+    assert traced_watch.statements == []
 
     await traced_watch.writer.create(make_status("status-b"))
     await traced_watch.delivered("status-a", "status-b")
+
+
+async def test_a_commit_wakes_the_watch_without_any_poll(
+    traced_watch: TracedWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every timer out of reach (the safety look and the polling fallback an hour away),
+    only the WAL file's change can deliver the new object: commits after the watch started and
+    after a checkpoint restarted the WAL from its beginning."""
+    monkeypatch.setattr(embedded_module, "WATCH_SAFETY_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(embedded_module, "WATCH_IDLE_POLL_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(embedded_module, "WATCH_POLL_INTERVAL_S", 3600.0)
+    await asyncio.sleep(0.2)  # the watch is now waiting with the patched timers
+    await traced_watch.writer.create(make_status("status-b"))
+    await traced_watch.delivered("status-a", "status-b")
+    await asyncio.to_thread(_checkpoint, traced_watch.writer.path)
+    await traced_watch.writer.create(make_status("status-c"))
+    await traced_watch.delivered("status-a", "status-b", "status-c")
+
+
+def _checkpoint(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def test_watch_polls_where_inotify_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(embedded_module.inotify_simple, "INotify", unavailable)
+    writer = EmbeddedDatastore(tmp_path / "datastore.db")
+    datastore = EmbeddedDatastore(tmp_path / "datastore.db")
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in datastore.watch("0"):
+            seen.append(event.object.name)
+
+    await writer.create(make_status())
+    consumer = asyncio.create_task(consume())
+    try:
+        assert await eventually(lambda: _true(seen == ["status-a"]), within=5)
+        await writer.create(make_status("status-b"))
+        assert await eventually(lambda: _true(seen == ["status-a", "status-b"]), within=5)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await datastore.close()
+        await writer.close()
 
 
 async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: TracedWatch) -> None:
@@ -267,33 +317,18 @@ async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: 
     await traced_watch.delivered("status-a", "status-b")
 
 
-async def test_several_processes_opening_a_new_file_at_once(
-    tmp_path: Path, spawn: Callable[..., Any]
-) -> None:
-    """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) while
-    another connection is writing in it. Eight processes open the same new file together while
-    one is: each is refused, retries (its debug log says so), and once the writer is done all of
-    them work on the one schema created once."""
+async def test_many_connections_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) when
+    another connection is in it. Eight instances opening the same new file together all work."""
     path = tmp_path / "new.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")  # the write lock another process's WAL switch would hold
+    stores = [EmbeddedDatastore(path) for _ in range(8)]
     try:
-        workers = [await spawn("open", str(path), f"node-{i}") for i in range(8)]
-        for worker in workers:
-            assert await worker.receive(60) == "ready"
-        for worker in workers:
-            await worker.send("go")
-        for worker in workers:  # the file is held: the first thing each says is that it waits
-            assert "event=wal_switch_busy" in await worker.receive(60)
+        results = await asyncio.gather(*(store.list() for store in stores))
+        assert all(objects == [] for objects, _ in results)
+        await asyncio.gather(*(s.renew_liveness(f"node-{i}", "h/1", 30) for i, s in enumerate(stores)))
+        assert len(await stores[0].list_liveness()) == 8
     finally:
-        writer.execute("ROLLBACK")
-        writer.close()
-    for worker in workers:
-        assert await worker.receive(60) == "ok 0"
-        assert await worker.process.wait() == 0
-    async with EmbeddedDatastore(path) as store:
-        nodes = sorted(record.node for record in await store.list_liveness())
-    assert nodes == [f"node-{i}" for i in range(8)]
+        await asyncio.gather(*(store.close() for store in stores))
 
 
 async def test_missing_parent_directories_are_private(tmp_path: Path) -> None:

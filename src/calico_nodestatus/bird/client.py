@@ -4,10 +4,10 @@ One command at a time per connection. Replies are framed by BIRD's 4-digit codes
 with its first line of the form `NNNN ` (code + space). Since the client never pipelines, that
 line is always the last complete line received, so only the tail of each read is inspected.
 
-`show route` replies are streamed and parsed as they arrive, so memory stays bounded by a few
-read buffers, not by the table. They are read by a dedicated thread (`_ReadAhead`): the event
-loop thread parses while that thread waits in recv() with the GIL released, so BIRD keeps
-writing instead of stalling on a full socket buffer whenever a chunk is being parsed.
+`show route` replies are streamed and handled as they arrive, so memory stays bounded by a few
+read buffers, not by the table. They are read on the event loop in 1 MiB reads, in blocks of
+complete lines (`route_blocks`): a caller that only counts most of the table (the agent) can do
+so on the bytes, which keeps up with BIRD, so no reader thread is needed to keep BIRD writing.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
@@ -43,11 +40,8 @@ SOCKET_ENV_V6 = "CALICO_NODESTATUS_BIRD6_SOCKET"
 DEFAULT_READ_TIMEOUT = 2.0  # seconds per read, as Calico
 DEFAULT_DEADLINE = 30.0  # seconds per command, which Calico lacks
 DEFAULT_READ_SIZE = 256 * 1024
-# Streamed `show route` replies: at most ROUTE_READ_AHEAD reads of ROUTE_READ_SIZE bytes wait to
-# be parsed. Big reads mean few thread hand-overs (each may wait for the GIL up to the
-# interpreter's switch interval); a few of them cover a slow parse without holding the table.
+# Streamed `show route` replies are read this much at a time: big reads mean few loop turns.
 ROUTE_READ_SIZE = 1024 * 1024
-ROUTE_READ_AHEAD = 4
 MAX_LINE = 64 * 1024  # BIRD's own lines are far shorter; longer means garbage
 MAX_REPLY = 16 * 1024 * 1024  # for replies held whole (everything but streamed routes)
 
@@ -73,22 +67,27 @@ class _Framer:
         self._partial = b""
         self.final: str | None = None
 
-    def feed(self, data: bytes) -> list[str]:
-        """Complete lines in `data` (plus what was left over), the final line excluded."""
+    def feed_block(self, data: bytes) -> bytes:
+        """The complete lines in `data` (plus what was left over) as one block of bytes, each
+        line ending in `\\n`, the final line excluded (it is kept in `final`)."""
         buf = self._partial + data if self._partial else data
         end = buf.rfind(b"\n") + 1
         self._partial = buf[end:]
         if len(self._partial) > MAX_LINE:
             raise BirdProtocolError(f"BIRD sent a line longer than {MAX_LINE} bytes")
         if not end:
-            return []
-        lines = buf[:end].decode("utf-8", "replace").split("\n")
-        lines.pop()  # the empty string after the last "\n"
-        if _is_final_line(buf[buf.rfind(b"\n", 0, end - 1) + 1 : end]):
-            self.final = lines.pop()
+            return b""
+        last = buf.rfind(b"\n", 0, end - 1) + 1
+        if _is_final_line(buf[last:end]):
+            self.final = buf[last : end - 1].decode("utf-8", "replace")
             if self._partial:
                 raise BirdProtocolError(f"BIRD sent data after the end of a reply: {self._partial[:80]!r}")
-        return lines
+            return buf[:last]
+        return buf if end == len(buf) else buf[:end]
+
+    def feed(self, data: bytes) -> list[str]:
+        """Complete lines in `data` (plus what was left over), the final line excluded."""
+        return parse.block_lines(self.feed_block(data))
 
 
 def _silence_error(path: str, timeout: float, command: str) -> BirdTimeout:
@@ -105,100 +104,6 @@ def _closed_error(path: str, command: str) -> BirdProtocolError:
 
 def _read_error(path: str, exc: OSError) -> BirdProtocolError:
     return BirdProtocolError(f"reading from BIRD socket {path} failed: {exc}")
-
-
-class _ReadAhead:
-    """Reads the rest of one reply in a thread and hands the chunks to the event loop.
-
-    The socket stays non-blocking: the thread waits in poll() (GIL released) with the client's
-    per-read timeout and deadline. At most `depth` chunks are read but not yet consumed, so a
-    slow consumer pauses the thread (and BIRD) instead of buffering the table. The thread ends
-    on its own after the final line, on an error (delivered as the next item), or on `stop()`.
-    """
-
-    def __init__(
-        self, sock: socket.socket, path: str, command: str, *, read_size: int, depth: int,
-        read_timeout: float, deadline: float, deadline_seconds: float,
-    ) -> None:  # fmt: skip
-        self._sock = sock
-        self._path = path
-        self._command = command
-        self._read_size = read_size
-        self._read_timeout = read_timeout
-        self._deadline = deadline  # time.monotonic() value
-        self._deadline_seconds = deadline_seconds
-        self._loop = asyncio.get_running_loop()
-        self._items: asyncio.Queue[bytes | BirdError] = asyncio.Queue()
-        self._slots = threading.Semaphore(depth)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"bird-read {path}", daemon=True)
-        self._thread.start()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The reply's bytes, read by read; stops being called once the caller saw the final line."""
-        while True:
-            item = await self._items.get()
-            if isinstance(item, BirdError):
-                raise item
-            yield item
-            self._slots.release()  # consumed: the thread may read one more
-            # When the thread is ahead, get() returns without suspending: give other tasks a turn.
-            await asyncio.sleep(0)
-
-    def stop(self, *, abandoned: bool) -> None:
-        """Waits for the thread to end, so nothing reads the socket afterwards. After the final
-        line it ends by itself; an `abandoned` reply's thread may be waiting on the socket and
-        is woken by shutting the reading side down (that connection is unusable anyway)."""
-        if abandoned and self._thread.is_alive():
-            self._stopping.set()
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RD)
-        self._thread.join()
-
-    def _deliver(self, item: bytes | BirdError) -> None:
-        # The loop may be gone when an abandoned read ends; nobody is left to tell then.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._sock.fileno(), select.POLLIN)
-        head = b""  # first bytes of the line being received (enough to spot the final line)
-        while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=0.05):
-                continue  # the consumer is behind; look at _stopping again
-            remaining = self._deadline - time.monotonic()
-            timeout = min(self._read_timeout, remaining)
-            if timeout <= 0:
-                self._deliver(_deadline_error(self._path, self._deadline_seconds, self._command))
-                return
-            if not poller.poll(timeout * 1000):
-                self._deliver(_silence_error(self._path, timeout, self._command))
-                return
-            if self._stopping.is_set():
-                return
-            try:
-                data = self._sock.recv(self._read_size)
-            except BlockingIOError:
-                self._slots.release()
-                continue
-            except OSError as exc:
-                self._deliver(_read_error(self._path, exc))
-                return
-            if not data:
-                self._deliver(_closed_error(self._path, self._command))
-                return
-            self._deliver(data)
-            # The reply ends with a final line; only its first 5 bytes are needed to tell.
-            if data[-1:] == b"\n":
-                previous = data.rfind(b"\n", 0, len(data) - 1)
-                last = head + data[:5] if previous < 0 else data[previous + 1 : previous + 6]
-                if _is_final_line(last):
-                    return
-                head = b""
-            else:
-                newline = data.rfind(b"\n")
-                head = (head + data[:5])[:5] if newline < 0 else data[newline + 1 : newline + 6]
 
 
 class BirdClient:
@@ -219,7 +124,7 @@ class BirdClient:
         self.read_timeout = read_timeout
         self.deadline = deadline
         self.read_size = read_size
-        self._sock = sock  # non-blocking; read by the event loop, or by a _ReadAhead thread
+        self._sock = sock  # non-blocking, read by the event loop
         self._busy = False
         self._broken: BirdError | None = None
         self.last_final = ""  # final line of the last completed reply, e.g. "0000 "
@@ -296,15 +201,13 @@ class BirdClient:
         return parse.parse_route_count(await self.command("show route count"))
 
     async def routes(self, command: str = "show route") -> AsyncIterator[list[Route]]:
-        """Routes in batches as the reply streams in (read ahead by a thread, see `_ReadAhead`).
-        A `8004 Stopped due to reconfiguration` raises BirdReconfigurationInterrupt after every
-        batch read before it was yielded."""
+        """Routes in batches as the reply streams in. A `8004 Stopped due to reconfiguration`
+        raises BirdReconfigurationInterrupt after every batch read before it was yielded."""
         parser = parse.RouteParser()
         try:
-            # aclosing: a caller leaving early ends the reader thread now, not at garbage collection.
-            async with contextlib.aclosing(self._stream(command, read_ahead=True)) as chunks:
-                async for lines in chunks:
-                    batch = parser.feed(lines)
+            async with contextlib.aclosing(self.route_blocks(command)) as blocks:
+                async for block in blocks:
+                    batch = parser.feed(parse.block_lines(block))
                     if batch:
                         yield batch
         except BirdReconfigurationInterrupt:
@@ -316,6 +219,11 @@ class BirdClient:
         tail = parser.finish()
         if tail:
             yield tail
+
+    def route_blocks(self, command: str = "show route") -> AsyncIterator[bytes]:
+        """The reply's bytes in blocks of complete lines (final line excluded), read in
+        ROUTE_READ_SIZE reads; errors as for `stream`."""
+        return self._stream(command, ROUTE_READ_SIZE)
 
     # -- raw protocol ----------------------------------------------------------------------------
 
@@ -333,11 +241,13 @@ class BirdClient:
         lines.append(self.last_final)
         return lines
 
-    def stream(self, command: str) -> AsyncIterator[list[str]]:
+    async def stream(self, command: str) -> AsyncIterator[list[str]]:
         """Send one command; yield the reply's lines (final line excluded) chunk by chunk."""
-        return self._stream(command, read_ahead=False)
+        async with contextlib.aclosing(self._stream(command, self.read_size)) as blocks:
+            async for block in blocks:
+                yield parse.block_lines(block)
 
-    async def _stream(self, command: str, *, read_ahead: bool) -> AsyncIterator[list[str]]:
+    async def _stream(self, command: str, read_size: int) -> AsyncIterator[bytes]:
         if "\n" in command or len(command) > 1000:
             raise ValueError(f"BIRD command must be one line under 1000 characters, got {command!r}")
         if self._broken is not None:
@@ -346,7 +256,6 @@ class BirdClient:
             raise RuntimeError("BirdClient runs one command at a time")
         self._busy = True
         finished = False
-        reader: _ReadAhead | None = None
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -355,19 +264,12 @@ class BirdClient:
                 raise BirdProtocolError(f"unable to write to BIRD socket {self.path}: {exc}") from exc
             framer = _Framer()
             deadline = loop.time() + self.deadline
-            if read_ahead:
-                reader = _ReadAhead(
-                    self._sock, self.path, command, read_size=ROUTE_READ_SIZE, depth=ROUTE_READ_AHEAD,
-                    read_timeout=self.read_timeout, deadline=time.monotonic() + self.deadline,
-                    deadline_seconds=self.deadline,
-                )  # fmt: skip
-                chunks = reader.chunks()
-            else:
-                chunks = self._chunks(deadline, command)
             while framer.final is None:
-                lines = framer.feed(await anext(chunks))
-                if lines:
-                    yield lines
+                block = framer.feed_block(await self._read(deadline, command, read_size))
+                if block:
+                    yield block
+                    # A read of data already waiting does not suspend: give other tasks a turn.
+                    await asyncio.sleep(0)
             final = framer.final
             finished = True
             self.last_final = final
@@ -378,18 +280,12 @@ class BirdClient:
             self._broken = exc  # the stream position is unknown: no further command can be framed
             raise
         finally:
-            if reader is not None:
-                reader.stop(abandoned=not finished)
             self._busy = False
             if not finished and self._broken is None:
                 # Abandoned mid-reply: the rest of it is still in the socket.
                 self._broken = BirdProtocolError(f"reply to {command!r} was not read to its end")
 
-    async def _chunks(self, deadline: float, command: str) -> AsyncIterator[bytes]:
-        while True:
-            yield await self._read(deadline, command)
-
-    async def _read(self, deadline: float, command: str) -> bytes:
+    async def _read(self, deadline: float, command: str, read_size: int | None = None) -> bytes:
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         timeout = min(self.read_timeout, remaining)
@@ -397,7 +293,7 @@ class BirdClient:
             raise _deadline_error(self.path, self.deadline, command)
         try:
             async with asyncio.timeout(timeout):
-                data = await loop.sock_recv(self._sock, self.read_size)
+                data = await loop.sock_recv(self._sock, read_size or self.read_size)
         except TimeoutError:
             raise _silence_error(self.path, timeout, command) from None
         except OSError as exc:

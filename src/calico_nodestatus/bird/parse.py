@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from calico_nodestatus.bird.errors import BirdParseError
 from calico_nodestatus.bird.types import (
@@ -41,7 +42,9 @@ from calico_nodestatus.bird.types import (
 __all__ = [
     "BirdParseError",
     "RouteParser",
+    "block_lines",
     "coded_lines",
+    "count_route_block",
     "parse_protocols",
     "parse_protocols_all",
     "parse_route_count",
@@ -69,6 +72,15 @@ def reply_lines(data: bytes | str) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    return lines
+
+
+def block_lines(block: bytes) -> list[str]:
+    """The text lines of a block of complete lines (each ending in `\\n`), without newlines."""
+    if not block:
+        return []
+    lines = block.decode("utf-8", "replace").split("\n")
+    lines.pop()  # the empty string after the last "\n"
     return lines
 
 
@@ -375,7 +387,7 @@ class RouteParser:
     prefix, ECMP next-hop lines, dev/blackhole/unreachable/prohibited, and `show route all`
     (attribute blocks are skipped)."""
 
-    __slots__ = ("_code", "_hops", "_pending", "_prefix", "_table")
+    __slots__ = ("_code", "_hops", "_hops_counted", "_pending", "_prefix", "_table")
 
     def __init__(self) -> None:
         self._prefix: str | None = None  # destination of the last route line (blank-prefix lines)
@@ -385,6 +397,7 @@ class RouteParser:
         # table, ())), and those lines so far, verbatim (interpreted when the route completes).
         self._pending: _Pending | None = None
         self._hops: list[str] = []
+        self._hops_counted = False  # next-hop lines to come belong to a route counted, not fed
 
     def feed(self, lines: Iterable[str]) -> list[Route]:
         out: list[Route] = []
@@ -511,6 +524,56 @@ class RouteParser:
             self._hops = hops
         return out
 
+    @property
+    def table(self) -> str | None:
+        """The BIRD 2 table the next route line belongs to (None before any header, and on 1.6)."""
+        return self._table
+
+    @property
+    def in_routes(self) -> bool:
+        """The lines to come are route lines (not a `show route all` attribute block)."""
+        return self._code == _ROUTE_CODE
+
+    @property
+    def hops_counted(self) -> bool:
+        """Next-hop lines to come belong to a route that was counted, not fed (`skipped`)."""
+        return self._hops_counted
+
+    def complete_from(self, block: bytes) -> tuple[list[Route], bytes]:
+        """For a caller that may count `block` instead of feeding it (`count_route_block`): the
+        next-hop lines that open it are consumed here (the waiting route completed with them, or
+        dropped when they belong to a route counted with the block before), and the rest is
+        returned. A block of next-hop lines only is consumed whole: more may follow."""
+        if self._pending is None and not self._hops_counted:
+            return [], block
+        end = 0
+        while block[end : end + 2] == b" \t":
+            end = block.index(b"\n", end) + 1
+        if self._hops_counted:
+            self._hops_counted = end == len(block)
+            return [], block[end:]
+        routes = self.feed(block_lines(block[:end]))
+        if end == len(block):
+            return routes, b""
+        pending, self._pending = self._pending, None
+        hops, self._hops = self._hops, []
+        if pending is not None:
+            routes.append(_complete(pending, hops))
+        return routes, block[end:]
+
+    def skipped(self, block: bytes) -> None:
+        """`block` (route and next-hop lines of the current table, see `count_route_block`) was
+        counted instead of fed: next-hop lines after it belong to a counted route, and a
+        blank-prefix line after it to its last destination."""
+        self._hops_counted = True
+        end = len(block) - 1
+        while end > 0:
+            start = block.rfind(b"\n", 0, end) + 1
+            if block[start : start + 1] == b" " and block[start + 1 : start + 2] not in b" \t":
+                self._prefix = block[start + 1 : end].split(None, 1)[0].decode("utf-8", "replace")
+                return
+            end = start - 1
+
     def finish(self, final_line: str = "0000 ") -> list[Route]:
         """Routes still waiting for next-hop lines, once the reply has ended with `final_line`."""
         if not final_line.startswith("0000"):
@@ -518,6 +581,44 @@ class RouteParser:
         pending, self._pending = self._pending, None
         hops, self._hops = self._hops, []
         return [] if pending is None else [_complete(pending, hops)]
+
+
+class BlockCount(NamedTuple):
+    """The routes of a block of `show route` lines, all from one protocol, by BIRD's mark."""
+
+    protocol: str
+    primary: int  # `*`
+    sync_error: int  # `!` (primary too, but not installed)
+    other: int  # no mark
+
+
+def count_route_block(block: bytes) -> BlockCount | None:
+    """Counts the routes in `block` (complete continuation lines of a `show route` reply, the
+    final line excluded) on its bytes, in C, without splitting it into lines, when every line is
+    a route line of one protocol or a next-hop line (` \\t…`). None when the block holds
+    anything else (a table header or separator, attribute lines, another protocol, a line that
+    is no route): then it has to be parsed. A handful of `count()` passes over the bytes, against
+    about 1 µs a route for the full parse."""
+    if block[:1] != b" ":
+        return None  # empty, or a reply code: the reply's first line
+    # A route line is `<prefix> <kind…> [<protocol> <time…>] <mark> (<preference>) …`; next-hop
+    # lines carry no `[`, so the first ` [` opens the first route's protocol.
+    start = block.find(b" [") + 2
+    end = block.find(b" ", start)
+    if start < 2 or end < 0:
+        return None
+    protocol = block[start:end]
+    routes = block.count(b" [" + protocol + b" ")
+    # The tab starts a next-hop line and appears nowhere else: every line is either kind, or
+    # the block holds some other line and is not counted here.
+    if b"\n" in protocol or b"-\t" in block or routes + block.count(b"\t") != block.count(b"\n"):
+        return None  # `-\t`: an attribute block's code line (`show route all`)
+    primary = block.count(b"] * (")
+    sync_error = block.count(b"] ! (")
+    other = routes - primary - sync_error
+    if other < 0:
+        return None
+    return BlockCount(protocol.decode("utf-8", "replace"), primary, sync_error, other)
 
 
 # A route waiting for its next hops: its prefix, and its fields from `protocol` on.

@@ -132,9 +132,13 @@ class _Collector:
             accumulator = RouteAccumulator(held.limit, held.limit_per_type, held.byte_budget)
             try:
                 with _gc_paused():
-                    async for batch in client.routes():
-                        accumulator.add(batch)
+                    async with contextlib.aclosing(client.route_blocks()) as blocks:
+                        async for block in blocks:
+                            accumulator.read(block)
+                accumulator.finish()
             except BirdReconfigurationInterrupt as exc:
+                # The route read last is complete too: no more next-hop lines can follow it.
+                accumulator.finish()
                 if attempt == 2:
                     self._merge_routes(accumulator, families)
                     self.notes.append(f"show route interrupted twice by reconfiguration: {exc}")
@@ -150,8 +154,8 @@ class _Collector:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while `show route` streams in. Every route is a new
-    tuple that lives until its batch is consumed, so hundreds of thousands of them trigger
+    """The cyclic garbage collector off while `show route` streams in. Every route parsed is a
+    new tuple that lives until its batch is consumed, so hundreds of thousands of them trigger
     collections of every generation, full ones included: 15-20% of the parse time on BIRD 2
     (bench/collect_routes.py). Route tuples form no cycles, nothing is lost; a collector that was
     already off is left off."""

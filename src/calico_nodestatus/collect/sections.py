@@ -31,6 +31,7 @@ from calico_nodestatus.api import (
     NodeStatusClass,
 )
 from calico_nodestatus.bird.names import PeerKind, decode_peer_name
+from calico_nodestatus.bird.parse import RouteParser, block_lines, count_route_block
 from calico_nodestatus.bird.types import DaemonStatus, ProtocolDetails, Route, RouteKind
 
 # At most this many routes per family go into status: upstream writes every route, which on
@@ -301,9 +302,16 @@ class RouteAccumulator:
     Which held routes are reported: with `byte_budget`, those whose compact JSON fits in that
     many bytes by `select_within_budget` (the agent's size budget);
     else with `limit_per_type` every held route; otherwise at most `limit` per family, FIB
-    first. Always in BIRD's order. `limit=None` keeps everything."""
+    first. Always in BIRD's order. `limit=None` keeps everything.
 
-    __slots__ = ("_counts", "_held", "_reported", "_room", "byte_budget", "limit", "limit_per_type")
+    `read()` takes the reply itself, block by block: once a family has no room left for the
+    routes of a block, the block is only counted on its bytes (`count_route_block`), so a big
+    table costs about what reading it costs, and every route is still counted exactly."""
+
+    __slots__ = (
+        "_counts", "_families", "_held", "_parser", "_reported", "_room", "byte_budget", "limit",
+        "limit_per_type",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -323,6 +331,40 @@ class RouteAccumulator:
             Counter(),
         )
         self._reported: tuple[list[CalicoNodeRoute], list[CalicoNodeRoute]] | None = None
+        self._parser = RouteParser()
+        self._families: dict[str | None, bool] = {}  # table → ipv6?, from the routes seen in it
+
+    def read(self, block: bytes) -> None:
+        """One block of a `show route` reply (`BirdClient.route_blocks`); `finish()` at its end."""
+        parser = self._parser
+        ipv6 = self._families.get(parser.table)
+        room = None if ipv6 is None else self._room[ipv6]
+        counting = room is not None and not (room[0] and room[1]) and parser.in_routes
+        if counting or parser.hops_counted:
+            routes, block = parser.complete_from(block)
+            self.add(routes)
+        if counting:
+            assert room is not None and ipv6 is not None
+            counted = count_route_block(block)
+            if counted is not None and not (
+                (room[1] and counted.primary) or (room[0] and (counted.sync_error or counted.other))
+            ):
+                counts = self._counts[ipv6]
+                for key, n in (
+                    ((counted.protocol, True, False), counted.primary),
+                    ((counted.protocol, True, True), counted.sync_error),
+                    ((counted.protocol, False, False), counted.other),
+                ):
+                    if n:
+                        counts[key] += n
+                parser.skipped(block)
+                self._reported = None
+                return
+        self.add(parser.feed(block_lines(block)))
+
+    def finish(self) -> None:
+        """The end of the reply: the route still waiting for next-hop lines is complete."""
+        self.add(self._parser.finish())
 
     def add(self, batch: Sequence[Route]) -> None:
         if not batch:
@@ -332,11 +374,13 @@ class RouteAccumulator:
         # one family), so the family is read once per table, not per route.
         tables = set(map(_TABLE, batch))
         if len(tables) == 1:
-            self._add_family(":" in batch[0].prefix, batch)
+            ipv6 = self._families[batch[0].table] = ":" in batch[0].prefix
+            self._add_family(ipv6, batch)
             return
         for table in tables:
             routes = [r for r in batch if r.table == table]
-            self._add_family(":" in routes[0].prefix, routes)
+            ipv6 = self._families[table] = ":" in routes[0].prefix
+            self._add_family(ipv6, routes)
 
     def _add_family(self, ipv6: bool, routes: Sequence[Route]) -> None:
         self._counts[ipv6].update(map(_COUNT_KEY, routes))

@@ -3,9 +3,11 @@
 - WAL journal, so readers never wait for a writer; every write is a short ``BEGIN IMMEDIATE``
   transaction, so compare-and-swap is atomic across processes.
 - One global revision counter; each write appends to an event log that ``watch`` tails. A watcher
-  polls ``PRAGMA data_version`` (changes only when another connection commits); after a change it
-  reads the head revision (one row) and reads the log only when that moved. So idle polling costs
-  no table reads, and other agents' liveness renewals (commits that add no event) cost one row.
+  sleeps until the WAL file changes (inotify: every commit writes to it), then checks
+  ``PRAGMA data_version`` (changes only when another connection commits), reads the head revision
+  (one row) and reads the log only when that moved. So an idle watch costs no wake-ups, and other
+  agents' liveness renewals (commits that add no event) cost one row. Where inotify is not
+  available it polls instead (every 50 ms while events flow, every 0.5 s once idle).
 - A new file is switched to WAL and given its schema by whichever process gets there first; the
   switch needs the file to itself, so a process that finds it busy retries within ``busy_timeout``.
 - Missing directories above the file are created 0700, the file 0600.
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +33,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
+
+import inotify_simple
 
 from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.datastore.base import (
@@ -88,10 +93,21 @@ CREATE TABLE IF NOT EXISTS liveness (
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_EVENT_RETENTION = 1000
 DEFAULT_EVENT_MAX_AGE_S = 300.0
-WATCH_POLL_INTERVAL_S = 0.05  # while events are flowing (and for WATCH_HOT_SECONDS after)
-# An idle watch polls twice a second, not 20 times: that poll was most of an idle agent's CPU.
+# Without inotify: polls every 50 ms while events are flowing (and for WATCH_HOT_SECONDS after),
+# twice a second once idle (the poll was most of an idle agent's CPU).
+WATCH_POLL_INTERVAL_S = 0.05
 WATCH_IDLE_POLL_INTERVAL_S = 0.5
 WATCH_HOT_SECONDS = 1.0
+# With inotify the watch also looks once a minute on its own, in case a change never reached the
+# WAL file it watches (the file replaced behind its back).
+WATCH_SAFETY_INTERVAL_S = 60.0
+# Every commit writes to the WAL; the file being removed or replaced ends that watch.
+WAL_EVENTS = (
+    inotify_simple.flags.MODIFY
+    | inotify_simple.flags.DELETE_SELF
+    | inotify_simple.flags.MOVE_SELF
+    | inotify_simple.flags.ATTRIB
+)
 WATCH_BATCH = 256
 WAL_SWITCH_RETRY_S = 0.02
 
@@ -106,6 +122,56 @@ def _encode(obj: CalicoNodeStatus) -> str:
 
 def _decode(body: str, revision: int) -> CalicoNodeStatus:
     return with_resource_version(CalicoNodeStatus.model_validate_json(body), revision)
+
+
+class _CommitSignal:
+    """Wakes a watch when the database's WAL file changes (a commit), through inotify on the
+    event loop: an idle watch then costs no wake-ups. Without inotify (another OS, no watch left,
+    no WAL file) it falls back to polling; with it, it still looks every WATCH_SAFETY_INTERVAL_S."""
+
+    def __init__(self, wal: Path) -> None:
+        self._wal = wal
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._inotify: inotify_simple.INotify | None = None
+        try:
+            self._inotify = inotify_simple.INotify(nonblocking=True)
+            self._inotify.add_watch(wal, WAL_EVENTS)
+        except OSError:
+            self.close()
+            return
+        self._loop.add_reader(self._inotify.fileno(), self._on_events)
+
+    def _on_events(self) -> None:
+        assert self._inotify is not None
+        try:
+            events = self._inotify.read(timeout=0)
+        except OSError:
+            events = []
+        if any(event.mask & ~inotify_simple.flags.MODIFY for event in events):
+            # Removed, moved or unlinked: watch whatever file has the name now.
+            try:
+                self._inotify.add_watch(self._wal, WAL_EVENTS)
+            except OSError:
+                self.close()
+        self._changed.set()
+
+    async def wait(self, *, hot: bool) -> None:
+        """Until the next commit (or the safety interval); polling intervals without inotify."""
+        if self._inotify is None:
+            await asyncio.sleep(WATCH_POLL_INTERVAL_S if hot else WATCH_IDLE_POLL_INTERVAL_S)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WATCH_SAFETY_INTERVAL_S):
+                await self._changed.wait()
+        self._changed.clear()
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._inotify.fileno())
+            self._inotify.close()
+            self._inotify = None
 
 
 class EmbeddedDatastore(Datastore):
@@ -354,6 +420,8 @@ class EmbeddedDatastore(Datastore):
         conn = await asyncio.to_thread(self._watch_connection)
         # A cancelled poll may still be running in its thread: closing waits for it to finish.
         in_use = threading.Lock()
+        # Watching starts before the first look, so a commit in between still wakes the watch.
+        commits = _CommitSignal(Path(f"{self.path}-wal"))
         try:
             seen_data_version: int | None = None
             last_rows_at = time.monotonic()
@@ -370,7 +438,7 @@ class EmbeddedDatastore(Datastore):
                     seen_data_version = data_version  # a commit without events (liveness)
                 if data_version != seen_data_version:
                     rows = await asyncio.to_thread(self._poll_events, conn, in_use, after, node)
-                    # A full batch means more may be waiting: forget the version so the next poll reads on.
+                    # A full batch means more may be waiting: forget the version so the next look reads on.
                     seen_data_version = None if len(rows) == WATCH_BATCH else data_version
                 for revision, event_type, current_node, previous_node, body in rows:
                     after = revision
@@ -381,10 +449,11 @@ class EmbeddedDatastore(Datastore):
                         yield WatchEvent(seen_as, _decode(body, revision), str(revision))
                 if rows:
                     last_rows_at = time.monotonic()
-                else:
-                    hot = time.monotonic() - last_rows_at < WATCH_HOT_SECONDS
-                    await asyncio.sleep(WATCH_POLL_INTERVAL_S if hot else WATCH_IDLE_POLL_INTERVAL_S)
+                if seen_data_version is None and rows:
+                    continue  # a full batch: read on at once
+                await commits.wait(hot=time.monotonic() - last_rows_at < WATCH_HOT_SECONDS)
         finally:
+            commits.close()
 
             def close() -> None:
                 with in_use:
