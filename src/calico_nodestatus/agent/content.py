@@ -49,6 +49,8 @@ class CollectedSections:
     # Routes BIRD listed that the collection itself left out (its memory bound), per family.
     routes_truncated: Mapping[int, int] = field(default_factory=dict)
     result: CollectionResult | None = None
+    # The bgp-sessions annotation's value for objects with the BGP class (None: BGP not collected).
+    bgp_sessions: str | None = None
 
     def covers(self, classes: Collection[NodeStatusClass]) -> bool:
         present = {

@@ -11,9 +11,9 @@ latest replaces an unwritten older one, so nothing queues up during an outage. I
 the content changed (``content.same_content``), with ``lastUpdated`` set then; through
 ``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the status and
 retries; a datastore failure keeps the status and retries it with backoff (with jitter), and a
-fresh collection is tried at once. The routes-omitted annotation is metadata, so it goes through
-``update_annotations`` (a patch of that annotation alone) — only when its value changes, which is
-rare (a table crossing the budget).
+fresh collection is tried at once. The routes-omitted and bgp-sessions annotations are metadata, so
+they go through ``update_annotations`` (a patch of those annotations alone) — only when a value
+changes, which is rare (a table crossing the budget, a session changing state).
 
 The first successful datastore operation after a failure wakes the watch out of its backoff, so
 spec changes made during an outage arrive right after recovery.
@@ -46,6 +46,7 @@ from calico_nodestatus.agent.content import (
     same_content,
 )
 from calico_nodestatus.agent.logs import log_event
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION
 from calico_nodestatus.agent.schedule import Scheduler
 from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
 from calico_nodestatus.api import (
@@ -135,6 +136,7 @@ class _Desired:
     status: CalicoNodeStatusStatus
     truncated: Mapping[int, int]  # routes per family the collection already left out
     spec: tuple[str, frozenset[NodeStatusClass], int]
+    bgp_sessions: str | None = None  # the bgp-sessions annotation (None: the object has no BGP class)
 
 
 @dataclass(slots=True)
@@ -363,8 +365,9 @@ class NodeStatusAgent:
                 collected.routes_truncated if NodeStatusClass.ROUTES in tracked.obj.spec.classes else {}
             )
             status = build_status(collected, tracked.obj.spec.classes)
+            sessions = collected.bgp_sessions if NodeStatusClass.BGP in tracked.obj.spec.classes else None
             # Latest wins; a fresh status is tried at once, even while an older one backs off.
-            tracked.desired = _Desired(status, dict(truncated), _spec_key(tracked.obj))
+            tracked.desired = _Desired(status, dict(truncated), _spec_key(tracked.obj), sessions)
             tracked.retry_at = None
             self._writes_wanted.set()
 
@@ -433,10 +436,14 @@ class NodeStatusAgent:
             self._write_failed(name, desired, exc)
 
     def _fit(
-        self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus
+        self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus, annotations: Mapping[str, str | None]
     ) -> tuple[CalicoNodeStatusStatus, dict[str, int]]:
+        merged = {**current.metadata.annotations, **{k: v for k, v in annotations.items() if v is not None}}
         candidate = current.model_copy(
-            update={"status": desired.model_copy(update={"last_updated": self._wall_clock()})}
+            update={
+                "status": desired.model_copy(update={"last_updated": self._wall_clock()}),
+                "metadata": current.metadata.model_copy(update={"annotations": merged}),
+            }
         )
         selection = fit_routes(candidate.to_wire(), self._settings.size_budget_bytes)
         if selection is None:
@@ -452,20 +459,22 @@ class NodeStatusAgent:
             if tracked is None or _spec_key(tracked.obj) != desired.spec:
                 return  # gone, or collected for a spec that is no longer current
             current = tracked.obj
-            fitted, cut = self._fit(current, keep_stable_times(desired.status, current.status))
+            sessions = {BGP_SESSIONS_ANNOTATION: desired.bgp_sessions}
+            fitted, cut = self._fit(current, keep_stable_times(desired.status, current.status), sessions)
             omitted = {
                 family: cut.get(family, 0) + desired.truncated.get(number, 0)
                 for family, number in (("v4", 4), ("v6", 6))
             }
             annotation = annotation_value(omitted)
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
-            annotation_same = current.metadata.annotations.get(ROUTES_OMITTED_ANNOTATION) == annotation
-            if status_same and annotation_same:
+            wanted = {ROUTES_OMITTED_ANNOTATION: annotation, **sessions}
+            changes = {k: v for k, v in wanted.items() if current.metadata.annotations.get(k) != v}
+            if status_same and not changes:
                 self._written(tracked, omitted if annotation else {})
                 self._counters.writes_skipped_unchanged += 1
                 return
             try:
-                written = await self._store(current, fitted, annotation, status_same, annotation_same)
+                written = await self._store(current, fitted, changes, status_same)
             except Conflict:
                 self._counters.write_conflicts += 1
                 log_event(log, logging.INFO, "write_conflict", name=name)
@@ -505,19 +514,16 @@ class NodeStatusAgent:
         self,
         current: CalicoNodeStatus,
         status: CalicoNodeStatusStatus,
-        annotation: str | None,
+        annotations: Mapping[str, str | None],
         status_same: bool,
-        annotation_same: bool,
     ) -> CalicoNodeStatus:
         written = current
         async with asyncio.timeout(self._settings.datastore_timeout_seconds):
             if not status_same:
                 stamped = status.model_copy(update={"last_updated": rfc3339_now(self._wall_clock())})
                 written = await self._datastore.update_status(written.model_copy(update={"status": stamped}))
-            if not annotation_same:
-                written = await self._datastore.update_annotations(
-                    written, {ROUTES_OMITTED_ANNOTATION: annotation}
-                )
+            if annotations:
+                written = await self._datastore.update_annotations(written, annotations)
         return written
 
     async def _catch_up(self, name: str) -> None:
