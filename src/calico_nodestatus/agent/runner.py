@@ -17,6 +17,10 @@ changes, which is rare (a table crossing the budget, a session changing state).
 
 The first successful datastore operation after a failure wakes the watch out of its backoff, so
 spec changes made during an outage arrive right after recovery.
+
+An object whose expires-at annotation (``apply --ttl``) has passed is deleted by the writer, on the
+resourceVersion the agent knows: an edit meanwhile (a renewed expiry) makes the delete conflict, the
+object is re-read, and only a version that is still expired is deleted.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from calico_nodestatus.agent.content import (
     same_content,
 )
 from calico_nodestatus.agent.logs import log_event
-from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, parse_expiry
 from calico_nodestatus.agent.schedule import Scheduler
 from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
 from calico_nodestatus.api import (
@@ -148,6 +152,11 @@ class _Tracked:
     omitted: dict[str, int] = field(default_factory=dict)
     written_at: datetime | None = None
     refreshed_at: datetime | None = None
+    delete_retry_at: float | None = None  # after a failed delete at expiry: when to try again
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return parse_expiry(self.obj.metadata.annotations.get(EXPIRES_AT_ANNOTATION))
 
 
 def _spec_key(obj: CalicoNodeStatus) -> tuple[str, frozenset[NodeStatusClass], int]:
@@ -320,14 +329,19 @@ class NodeStatusAgent:
         now = self._monotonic()
         tracked = self._tracked.get(obj.name)
         if tracked is None:
-            self._tracked[obj.name] = _Tracked(obj=obj)
+            self._tracked[obj.name] = added = _Tracked(obj=obj)
             self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
             _log_spec(log, "object_added", obj)
+            if added.expires_at is not None:
+                self._writes_wanted.set()
             return
         if _is_older(obj, tracked.obj):
             return  # an event for a write this agent already holds the result of
         spec_changed = _spec_key(obj) != _spec_key(tracked.obj)
         tracked.obj = obj
+        if tracked.expires_at is not None:
+            tracked.delete_retry_at = None
+            self._writes_wanted.set()  # the writer deletes it at its (maybe renewed) expiry
         if spec_changed:
             tracked.desired = None  # collected for the old spec
             tracked.retry_at = None
@@ -407,6 +421,7 @@ class NodeStatusAgent:
     async def _writer(self) -> None:
         while True:
             self._writes_wanted.clear()
+            await self._delete_expired()
             now = self._monotonic()
             ready = [
                 name
@@ -421,6 +436,9 @@ class NodeStatusAgent:
             if not retries:
                 self._set_datastore_state("write", True, "")  # a failed write's object is gone
             timeout = max(0.0, min(retries) - now) if retries else None  # seconds from now
+            expiry = self._seconds_until_expiry()
+            if expiry is not None:
+                timeout = expiry if timeout is None else min(timeout, expiry)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._writes_wanted.wait()
@@ -434,6 +452,43 @@ class NodeStatusAgent:
             await self._write(name, desired)
         except (DatastoreError, OSError, TimeoutError) as exc:
             self._write_failed(name, desired, exc)
+
+    # ---- expiry (the writer task) ---------------------------------------------------------------
+
+    def _seconds_until_expiry(self) -> float | None:
+        now, wall = self._monotonic(), self._wall_clock()
+        waits = [
+            t.delete_retry_at - now if t.delete_retry_at is not None else (expiry - wall).total_seconds()
+            for t in self._tracked.values()
+            if (expiry := t.expires_at) is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    async def _delete_expired(self) -> None:
+        wall, now = self._wall_clock(), self._monotonic()
+        for name, tracked in list(self._tracked.items()):
+            expiry = tracked.expires_at
+            if expiry is None or expiry > wall or (tracked.delete_retry_at or now) > now:
+                continue
+            try:
+                async with asyncio.timeout(self._settings.datastore_timeout_seconds):
+                    await self._datastore.delete(name, tracked.obj.metadata.resource_version)
+            except NotFound:
+                self._drop(name, "deleted (gone at expiry)")
+            except Conflict:  # edited since this agent read it: the next round sees the new version
+                log_event(log, logging.INFO, "expiry_conflict", name=name)
+                try:
+                    await self._catch_up(name)
+                except (DatastoreError, OSError, TimeoutError) as exc:
+                    self._delete_failed(tracked, name, exc)
+            except (DatastoreError, OSError, TimeoutError) as exc:
+                self._delete_failed(tracked, name, exc)
+            else:
+                self._drop(name, f"expired at {expiry.isoformat()}")
+
+    def _delete_failed(self, tracked: _Tracked, name: str, exc: BaseException) -> None:
+        tracked.delete_retry_at = self._monotonic() + tracked.backoff.next_delay()
+        log_event(log, logging.WARNING, "expiry_delete_failed", name=name, error=str(exc) or type(exc).__name__)
 
     def _fit(
         self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus, annotations: Mapping[str, str | None]
