@@ -68,7 +68,7 @@ REQUEST_TIMEOUT_SECONDS: Final = 10.0
 MERGE_PATCH: Final = "application/merge-patch+json"
 RBAC_REMEDY: Final = (
     "grant the rules of deploy/rbac.yaml to this identity (the agent's ServiceAccount needs get, list, "
-    "watch and patch on caliconodestatuses, update on caliconodestatuses/status, and its Lease)"
+    "watch, patch and delete on caliconodestatuses, update on caliconodestatuses/status, and its Lease)"
 )
 _UNSUPPORTED_FIELD_LABEL: Final = "field label not supported"
 # ObjectMeta fields the v3 model carries; the server adds others (managedFields, ...).
