@@ -3,8 +3,8 @@
 - The shipped RBAC is derived from what the agent really sends: the apiserver's audit log records
   every request the agent's ServiceAccount made through a whole life cycle (list, watch, a status
   write, a conflict and its re-read, the routes-omitted and bgp-sessions annotations, the delete of
-  an expired object, the Lease from create to release), in both CRD modes; the rules it needed must be exactly the rules deploy/rbac.yaml grants,
-  and none of its requests may have been refused.
+  an expired object, the Lease from create to release), in both CRD modes; the rules it needed
+  must be exactly the rules deploy/rbac.yaml grants, and none of its requests may have been refused.
 - deploy/agent-admission-policy.yaml narrows the agent's `patch` to its own annotations, and its
   `delete` to objects carrying the expiry annotation.
 - An identity without the `/status` permission gives a clear error in the agent's log, in `health`
@@ -20,21 +20,19 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from datetime import UTC, datetime, timedelta
-
 from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION
-from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, format_expiry
-from calico_nodestatus.datastore.base import NotFound
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus
-from calico_nodestatus.datastore.base import Datastore
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, format_expiry
+from calico_nodestatus.datastore.base import Datastore, NotFound
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION, V3_API_VERSION, KubernetesDatastore
@@ -251,7 +249,13 @@ async def test_the_agent_may_patch_only_its_own_annotations(
         )
         expiry = {EXPIRES_AT_ANNOTATION: "2020-01-01T00:00:00Z"}
         control_plane.kubectl(
-            "patch", resource, "narrowed", "--type", "merge", "-p", json.dumps({"metadata": {"annotations": expiry}})
+            "patch",
+            resource,
+            "narrowed",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"metadata": {"annotations": expiry}}),
         )
         assert control_plane.kubectl(*delete, kubeconfig=agent_kubeconfig, check=False).returncode == 0
     finally:

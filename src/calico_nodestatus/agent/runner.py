@@ -50,7 +50,6 @@ from calico_nodestatus.agent.content import (
     same_content,
 )
 from calico_nodestatus.agent.logs import log_event
-from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, parse_expiry
 from calico_nodestatus.agent.schedule import Scheduler
 from calico_nodestatus.agent.watch import Resync, WatchUpdate, follow_node_objects
 from calico_nodestatus.api import (
@@ -60,6 +59,7 @@ from calico_nodestatus.api import (
     CalicoNodeStatusStatus,
     NodeStatusClass,
 )
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, parse_expiry
 from calico_nodestatus.datastore.base import (
     Conflict,
     Datastore,
@@ -488,10 +488,15 @@ class NodeStatusAgent:
 
     def _delete_failed(self, tracked: _Tracked, name: str, exc: BaseException) -> None:
         tracked.delete_retry_at = self._monotonic() + tracked.backoff.next_delay()
-        log_event(log, logging.WARNING, "expiry_delete_failed", name=name, error=str(exc) or type(exc).__name__)
+        log_event(
+            log, logging.WARNING, "expiry_delete_failed", name=name, error=str(exc) or type(exc).__name__
+        )
 
     def _fit(
-        self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus, annotations: Mapping[str, str | None]
+        self,
+        current: CalicoNodeStatus,
+        desired: CalicoNodeStatusStatus,
+        annotations: Mapping[str, str | None],
     ) -> tuple[CalicoNodeStatusStatus, dict[str, int]]:
         merged = {**current.metadata.annotations, **{k: v for k, v in annotations.items() if v is not None}}
         candidate = current.model_copy(
