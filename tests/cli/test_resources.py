@@ -48,6 +48,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "AGENT",
         "ESTABLISHED-V4",
         "ESTABLISHED-V6",
+        "EXPIRES",
     ]
     assert wide[1].split() == [
         "my-caliconodestatus-1",
@@ -56,6 +57,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "10s",
         "-",
         "none",
+        "-",
         "-",
         "-",
     ]

@@ -14,7 +14,7 @@ from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.api.model import format_time
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
-from calico_nodestatus.cli.resources import AgentState, agent_state, live_nodes
+from calico_nodestatus.cli.resources import AgentState, agent_state, expiry_text, live_nodes
 from calico_nodestatus.cli.store import run_with_datastore
 from calico_nodestatus.datastore.base import Datastore, LivenessRecord
 
@@ -39,6 +39,7 @@ class FleetRow:
     last_updated: str
     classes: str
     period: int
+    expires: str  # the expiry annotation (apply --ttl), "-" without one
     problems: tuple[str, ...]
 
     @property
@@ -97,6 +98,7 @@ def fleet_rows(
                 last_updated=format_time(status.last_updated) if status.last_updated else NONE,
                 classes=",".join(spec.classes),
                 period=spec.update_period_seconds,
+                expires=expiry_text(obj),
                 problems=tuple(problems),
             )
         )
@@ -129,6 +131,7 @@ def _with_omitted(count: int, omitted: int) -> str:
 
 def render_table(rows: list[FleetRow], wide: bool) -> str:
     header = ["NODE", "AGENT", "BIRD V4/V6", "SESSIONS V4", "SESSIONS V6", "ROUTES V4/V6", "LAST UPDATED"]
+    header.append("EXPIRES")
     if wide:
         header = ["NAME", *header, "CLASSES", "PERIOD", "PROBLEMS"]
     table = [header]
@@ -141,6 +144,7 @@ def render_table(rows: list[FleetRow], wide: bool) -> str:
             f"{row.established_v6} up, {row.not_established_v6} down",
             f"{_with_omitted(row.routes_v4, row.omitted_v4)}/{_with_omitted(row.routes_v6, row.omitted_v6)}",
             row.last_updated,
+            row.expires,
         ]
         if wide:
             cells = [row.name, *cells, row.classes, str(row.period), ", ".join(row.problems) or NONE]

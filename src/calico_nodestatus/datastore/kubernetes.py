@@ -538,6 +538,17 @@ class KubernetesDatastore(Datastore):
         alive = (record for record in records if record is not None and record.is_alive(now))
         return sorted(alive, key=lambda record: record.node)
 
+    async def list_nodes(self) -> list[str]:
+        params = {"limit": str(LIST_PAGE_SIZE)}
+        names: list[str] = []
+        while True:
+            page = await self._cr_request("GET", "/api/v1/nodes", "nodes", params=params)
+            names += [item["metadata"]["name"] for item in page.get("items") or []]
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return sorted(names)
+            params["continue"] = cont
+
     async def close(self) -> None:
         await self._http.aclose()
 
