@@ -313,7 +313,12 @@ def _owners(nodes: Sequence[NodeView]) -> dict[str, str]:
 
 def _toward(
     view: NodeView, target: NodeView | str, family: int, owners: Mapping[str, str]
-) -> tuple[SessionView, ...]:
+) -> tuple[SessionView, ...] | None:
+    """``view``'s sessions toward ``target``; None when ``view`` has no data for that family (its
+    agent is not live, or its BIRD for the family did not answer)."""
+    bird_down = f"v{family}" in view.bird_errors and not any(s.family == family for s in view.sessions)
+    if not view.has_data or bird_down:
+        return None
     if isinstance(target, str):
         return tuple(s for s in view.sessions if s.family == family and s.peer_ip == target)
     return tuple(s for s in view.sessions if s.family == family and owners.get(s.peer_ip) == target.node)
@@ -341,13 +346,13 @@ def build_mesh(objects: Iterable[CalicoNodeStatus], live_nodes: frozenset[str], 
                         family,
                         row.node,
                         column.node,
-                        _toward(row, column, family, owners) if row.has_data else None,
-                        _toward(column, row, family, owners) if column.has_data else None,
+                        _toward(row, column, family, owners),
+                        _toward(column, row, family, owners),
                     )
                 )
             for (peer_family, ip), _peer in sorted(externals.items()):
                 if peer_family == family:
-                    forward = _toward(row, ip, family, owners) if row.has_data else None
+                    forward = _toward(row, ip, family, owners)
                     cells.append(Cell(family, row.node, ip, forward, None, external=True))
     ordered_externals = tuple(p for _, p in sorted(externals.items()))
     verdicts = _Diagnosis(nodes, cells, owners).verdicts()
@@ -402,7 +407,7 @@ class _Diagnosis:
         for cell in cells:
             for node, side in ((cell.row, cell.forward), (cell.column, cell.backward)):
                 if side is None:
-                    lines.append(f"{node}: no data (its agent is not live)")
+                    lines.append(self._own_view(self.by_name[node]).replace(" itself", "", 1))
         return list(dict.fromkeys(lines))
 
     # AS mismatch: BIRD's text at either end, grouped by the node all mismatched pairs share.
@@ -616,7 +621,7 @@ class _Diagnosis:
         verdicts = []
         for pair in sorted(self.pairs, key=sorted):
             lines = []
-            for cell in self.pairs[pair]:
+            for cell in self.pairs[pair] if pair not in self.explained else ():
                 if cell.forward is None or cell.backward is None:
                     continue
                 for lister, listed, mine, theirs in (

@@ -25,7 +25,8 @@ _WORDS = {
 }
 LEGEND = (
     "each cell: ROW's session to COLUMN | COLUMN's session to ROW; up Established, act Active, "
-    "conn Connect, pasv Passive (waits to be dialled), idle Idle, - no session, ? no data (agent not live)"
+    "conn Connect, pasv Passive (waits to be dialled), idle Idle, - no session, "
+    "? no data (agent not live, or its BIRD not answering)"
 )
 COLOURS: dict[CellStatus, str | None] = {
     CellStatus.UP: "green",
