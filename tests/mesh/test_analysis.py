@@ -185,12 +185,12 @@ def test_bad_peer_as_is_an_as_mismatch_quoting_both_ends_not_an_isolated_node() 
     assert verdict.nodes == ("node-4", "node-1", "node-2", "node-3")
     evidence = "\n".join(verdict.evidence)
     assert (
-        "node-1 (runs AS 64512, expects AS 64512): v4 Mesh_198_18_0_4: BIRD says 'BGP Error: Bad peer AS'"
-        in evidence
+        "node-1 (runs AS 64512, expects AS 64512 of the peer): v4 Mesh_198_18_0_4: "
+        "BIRD says 'BGP Error: Bad peer AS'" in evidence
     )
     assert (
-        "node-4 (runs AS 64513, expects AS 64512): v4 Mesh_198_18_0_1: BIRD says 'Received: Bad peer AS'"
-        in evidence
+        "node-4 (runs AS 64513, expects AS 64512 of the peer): v4 Mesh_198_18_0_1: "
+        "BIRD says 'Received: Bad peer AS'" in evidence
     )
 
 

@@ -250,8 +250,9 @@ def _detail_for(report: BGPSessionsReport | None, ip: str, peer_type: object) ->
         return None
     candidates = [d for d in report.sessions if normal_ip(d.peer_ip) == ip]
     prefix = _PROTOCOL_PREFIX.get(str(peer_type or ""))
-    typed = [d for d in candidates if prefix and d.protocol.startswith(prefix)]
-    return (typed or candidates or [None])[0]
+    if prefix is not None:  # never another type's detail (the annotation may lag the status)
+        candidates = [d for d in candidates if d.protocol.startswith(prefix)]
+    return candidates[0] if candidates else None
 
 
 def _pick(objects: Sequence[CalicoNodeStatus]) -> CalicoNodeStatus:
@@ -440,8 +441,10 @@ class _Diagnosis:
         sessions = [s for s in self._sessions(cells) if s.error and _AS_MISMATCH.search(s.error)]
         lines = []
         for s in sessions:
-            expected = f", expects AS {s.peer_as}" if s.peer_as else ""
-            own = f" (runs AS {s.local_as}{expected})" if s.local_as else ""
+            # BIRD 1.6 prints the local AS of established sessions only.
+            known = [f"runs AS {s.local_as}"] if s.local_as else []
+            known += [f"expects AS {s.peer_as} of the peer"] if s.peer_as else []
+            own = f" ({', '.join(known)})" if known else ""
             lines.append(f"{s.node}{own}: v{s.family} {s.protocol or s.peer_ip}: BIRD says '{s.error}'")
         if node is not None:
             others = sorted({n for pair in group for n in pair} - {node})
@@ -583,7 +586,7 @@ class _Diagnosis:
                 lines.append(direction[1])
             if self._established_elsewhere(a, b) and self._established_elsewhere(b, a):
                 kind = VerdictKind.PAIR_BROKEN
-                summary = f"{a}-{b} is down while both have other sessions up"
+                summary = f"{a} and {b} do not peer, while both have other sessions up"
                 remedy = f"the path or a firewall between {a} and {b} (TCP 179 in both directions)"
             elif direction:
                 kind, summary = VerdictKind.ONE_SIDED, direction[0]
@@ -593,7 +596,7 @@ class _Diagnosis:
                 )
             else:
                 kind = VerdictKind.PAIR_BROKEN
-                summary = f"{a}-{b} is down"
+                summary = f"{a} and {b} do not peer"
                 remedy = f"the path or a firewall between {a} and {b} (TCP 179 in both directions)"
             verdicts.append(Verdict(kind, (a, b), summary, tuple(lines), remedy))
         return verdicts
