@@ -3,7 +3,8 @@
 matrix read back by `calico-nodestatus mesh` from the datastore alone, on every datastore.
 
 One test walks the faults in turn on one set of agents (each fault undone before the next):
-block-bgp between two nodes -> pair broken naming both; bird stop -> node isolated; set-as -> AS
+block-bgp between two nodes -> pair broken naming both (and the doctor on one of them quotes the
+other's view of the session); bird stop -> node isolated; set-as -> AS
 mismatch quoting BIRD at both ends; a one-sided explicit peer -> asymmetric configuration; a killed
 agent -> stale agent, its row "no data" and never "down". The other: `apply --all-nodes --ttl 20s`
 fills every node, the agents delete the objects at expiry, and an edit before then renews one."""
@@ -135,6 +136,14 @@ async def test_mesh_verdicts_for_each_fault(
             assert f"{one}: v4 Mesh_198_18_0_2" in evidence and f"{two}: v4 Mesh_198_18_0_1" in evidence
             down = {(c.row, c.column) for c in mesh.cells if c.status == "down"}
             assert down == {(one, two), (two, one)}  # every other pair is up
+            # The doctor on node-2 adds node-1's own view of the session (from the datastore).
+            node = lab.node(two)
+            doctor = cli(
+                datastore_env, "doctor", "--node", two, "--bird-socket", str(node.socket_v4),
+                "--bird6-socket", str(node.socket_v6), "--connect-timeout", "0.2",
+            )  # fmt: skip
+            far_end = f"198.18.0.1 ({one}) sees this node as Passive: it never received our connection"
+            assert far_end in doctor.stdout, doctor.stdout
         finally:
             lab.unblock_bgp(one, two)
         await wait_mesh(store, "healthy after unblock", healthy)
