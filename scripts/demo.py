@@ -433,8 +433,9 @@ def down(demo: Demo) -> None:
     if settings.get("DATASTORE_TYPE") == "embedded":
         env = datastore_env(settings)
         for node in (f"{demo.name}-node-{index}" for index in range(1, NODES + 1)):
-            if cli(env, "delete", "caliconodestatus", demo.object_name(node), check=False).returncode == 0:
-                step(f"deleted {demo.object_name(node)}")
+            for name in (demo.object_name(node), f"nodestatus-{node}"):  # the status, the mesh's
+                if cli(env, "delete", "caliconodestatus", name, check=False).returncode == 0:
+                    step(f"deleted {name}")
     stop_etcd(demo)
     stop_control_plane(demo)
     subprocess.run([*CLI, "lab", "down", "--name", demo.name], check=False)
