@@ -25,7 +25,7 @@ def session_detail(details: ProtocolDetails) -> SessionDetail | None:
     if not is_bgp_peer(details) or address is None:
         return None
     return SessionDetail(
-        peer_ip=address,
+        peer_ip=clean_text(address) or "",
         protocol=clean_text(details.protocol.name) or "",
         bird_state=clean_text(details.bgp_state or details.protocol.bgp_state),
         local_as=details.local_as,
