@@ -1,4 +1,5 @@
-"""`make demo`: a 3-node BIRD lab (IPv4+IPv6), one agent per node, a CalicoNodeStatus filled live.
+"""`make demo`: a 3-node BIRD lab (IPv4+IPv6), one agent per node, a CalicoNodeStatus filled live,
+then one BGP object per node (`apply --all-nodes --ttl`) and the mesh matrix they fill.
 
 `make demo-down` (this script with --down) stops the agents, deletes the demo's object, stops the
 demo's etcd or control plane and removes the lab. Agents run in the background with their logs, pid
@@ -260,6 +261,7 @@ def start_agent(demo: Demo, env: dict[str, str], node: LabNode, metrics_port: in
     if node.socket_v6 is not None:  # BIRD 1.6 runs a separate IPv6 daemon
         argv += ["--bird6-socket", str(node.socket_v6)]
     argv += ["--status-file", str(directory / f"{node.name}.status.json")]
+    argv += ["--ip", str(node.ipv4)] + (["--ip6", str(node.ipv6)] if node.ipv6 else [])
     # Agents side by side on one machine: each its own exporter port, on loopback only.
     argv += ["--metrics-host", LOOPBACK, "--metrics-port", str(metrics_port)]
     pid = _spawn(argv, directory / f"{node.name}.log", env)
@@ -368,7 +370,31 @@ def up(demo: Demo, datastore: str) -> None:
     else:
         step(f"filled after {elapsed:.0f}s: calico-nodestatus get caliconodestatus {name} -o yaml")
         print(cli(env, "get", "caliconodestatus", name, "-o", "yaml").stdout)
+    show_mesh(env, demo)
     print(_explore_hints(demo, settings, first, nodes[1].name))
+
+
+MESH_TTL = "1h"
+
+
+def show_mesh(env: dict[str, str], demo: Demo) -> None:
+    """One BGP object per node (the first node's object already reports BGP and is kept), then the
+    matrix once every node has reported."""
+    step(f"apply --all-nodes --classes BGP --ttl {MESH_TTL}: a BGP status per node for the mesh view")
+    applied = cli(
+        env, "apply", "--all-nodes", "--classes", "BGP", "--period", str(PERIOD_SECONDS), "--ttl", MESH_TTL
+    )
+    print(applied.stdout, end="")
+    deadline = time.monotonic() + FILL_TIMEOUT_SECONDS
+    while (mesh := cli(env, "mesh", check=False)).returncode != 0:
+        if time.monotonic() > deadline:
+            print(mesh.stdout)
+            raise SystemExit(
+                f"error: the mesh did not fill within {FILL_TIMEOUT_SECONDS}s; see {demo.agents_dir}/*.log"
+            )
+        time.sleep(1)
+    step("calico-nodestatus mesh: both ends of every BGP session")
+    print(mesh.stdout)
 
 
 def _explore_hints(demo: Demo, settings: dict[str, str], first: str, second: str) -> str:
@@ -386,6 +412,7 @@ def _explore_hints(demo: Demo, settings: dict[str, str], first: str, second: str
     lines += [
         "  calico-nodestatus get caliconodestatus -o wide      # every object, agent alive/stale",
         "  calico-nodestatus summary                          # the fleet view, unhealthy first",
+        "  calico-nodestatus mesh --watch                     # the matrix, redrawn on every change",
         f"  calico-nodestatus lab exec {first} -- calico-nodestatus node status   # calicoctl's view",
         f"  calico-nodestatus lab bird stop {second}        # a session fails; within "
         f"{PERIOD_SECONDS}s the status shows it",
@@ -406,8 +433,9 @@ def down(demo: Demo) -> None:
     if settings.get("DATASTORE_TYPE") == "embedded":
         env = datastore_env(settings)
         for node in (f"{demo.name}-node-{index}" for index in range(1, NODES + 1)):
-            if cli(env, "delete", "caliconodestatus", demo.object_name(node), check=False).returncode == 0:
-                step(f"deleted {demo.object_name(node)}")
+            for name in (demo.object_name(node), f"nodestatus-{node}"):  # the status, the mesh's
+                if cli(env, "delete", "caliconodestatus", name, check=False).returncode == 0:
+                    step(f"deleted {name}")
     stop_etcd(demo)
     stop_control_plane(demo)
     subprocess.run([*CLI, "lab", "down", "--name", demo.name], check=False)

@@ -2,10 +2,11 @@
 
 - The shipped RBAC is derived from what the agent really sends: the apiserver's audit log records
   every request the agent's ServiceAccount made through a whole life cycle (list, watch, a status
-  write, a conflict and its re-read, the routes-omitted annotation, the Lease from create to
-  release), in both CRD modes; the rules it needed must be exactly the rules deploy/rbac.yaml grants,
-  and none of its requests may have been refused.
-- deploy/agent-admission-policy.yaml narrows the agent's `patch` to its own annotations.
+  write, a conflict and its re-read, the routes-omitted and bgp-sessions annotations, the delete of
+  an expired object, the Lease from create to release), in both CRD modes; the rules it needed
+  must be exactly the rules deploy/rbac.yaml grants, and none of its requests may have been refused.
+- deploy/agent-admission-policy.yaml narrows the agent's `patch` to its own annotations, and its
+  `delete` to objects carrying the expiry annotation.
 - An identity without the `/status` permission gives a clear error in the agent's log, in `health`
   and in `doctor`, and the agent keeps running (no crash loop).
 """
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from calico_nodestatus.agent.budget import ROUTES_OMITTED_ANNOTATION
 from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus
-from calico_nodestatus.datastore.base import Datastore
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, format_expiry
+from calico_nodestatus.datastore.base import Datastore, NotFound
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION, V3_API_VERSION, KubernetesDatastore
@@ -113,7 +116,8 @@ async def agent_as_service_account(
 
 async def _life_cycle(lab: Any, plane: ControlPlane, kubeconfig: Path, api_group: str) -> None:
     """Everything the agent does on a cluster, once: list and watch, a status write that conflicts
-    and is re-read, the routes-omitted annotation, a spec change, a delete, its Lease throughout."""
+    and is re-read, the routes-omitted and bgp-sessions annotations, a spec change, a delete, the
+    delete of an expired object, its Lease throughout."""
     node = lab.nodes[0]
     admin_config = DatastoreConfig(
         type="kubernetes", kubeconfig=plane.admin_kubeconfig, kube_api_group=api_group
@@ -127,7 +131,8 @@ async def _life_cycle(lab: Any, plane: ControlPlane, kubeconfig: Path, api_group
         async def annotated() -> CalicoNodeStatus | None:
             obj = await admin.get("rbac")
             has_status = obj.status.last_updated is not None
-            return obj if has_status and ROUTES_OMITTED_ANNOTATION in obj.metadata.annotations else None
+            reported = {ROUTES_OMITTED_ANNOTATION, BGP_SESSIONS_ANNOTATION} <= obj.metadata.annotations.keys()
+            return obj if has_status and reported else None
 
         obj = await wait_for(annotated, 20, "status written with the routes-omitted annotation")
         assert obj.metadata.labels == {"edited-meanwhile": "yes"}  # the slipped write survived
@@ -137,6 +142,11 @@ async def _life_cycle(lab: Any, plane: ControlPlane, kubeconfig: Path, api_group
         await wait_for(lambda: _tracked_period(agent, "rbac", 2), 10, "the spec change reaching the agent")
         await admin.delete("rbac")
         await wait_for(lambda: _dropped(agent, "rbac"), 10, "the agent dropping the deleted object")
+        expiring = node_status("rbac-expiring", node.name, ["BGP"], 1)
+        expiry = format_expiry(datetime.now(UTC) + timedelta(seconds=2))
+        expiring.metadata.annotations[EXPIRES_AT_ANNOTATION] = expiry
+        await admin.create(expiring)
+        await wait_for(lambda: _gone(admin, "rbac-expiring"), 20, "the agent deleting the expired object")
     # The agent released its Lease on the way out.
     assert await _lease_holder(plane, node.name) is None
 
@@ -148,6 +158,14 @@ async def _tracked_period(agent: NodeStatusAgent, name: str, period: int) -> boo
 
 async def _dropped(agent: NodeStatusAgent, name: str) -> bool:
     return name not in agent.snapshot().objects
+
+
+async def _gone(store: Datastore, name: str) -> bool:
+    try:
+        await store.get(name)
+    except NotFound:
+        return True
+    return False
 
 
 async def _lease_holder(plane: ControlPlane, node: str) -> str | None:
@@ -222,6 +240,24 @@ async def test_the_agent_may_patch_only_its_own_annotations(
         assert stored["metadata"]["labels"] == {"team": "net"}
         assert stored["metadata"]["annotations"][ROUTES_OMITTED_ANNOTATION] == '{"v4":1,"v6":0}'
         assert stored["metadata"]["annotations"]["owner"] == "ops"
+
+        delete = ("delete", resource, "narrowed", "--wait=false")
+        refused_delete = control_plane.kubectl(*delete, kubeconfig=agent_kubeconfig, check=False)
+        assert refused_delete.returncode != 0
+        assert "may delete only a CalicoNodeStatus with a nodestatus.projectcalico.org/expires-at" in (
+            refused_delete.stderr
+        )
+        expiry = {EXPIRES_AT_ANNOTATION: "2020-01-01T00:00:00Z"}
+        control_plane.kubectl(
+            "patch",
+            resource,
+            "narrowed",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"metadata": {"annotations": expiry}}),
+        )
+        assert control_plane.kubectl(*delete, kubeconfig=agent_kubeconfig, check=False).returncode == 0
     finally:
         clean_kubernetes(control_plane)
 

@@ -49,6 +49,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "ESTABLISHED-V4",
         "ESTABLISHED-V6",
         "STALE",
+        "EXPIRES",
     ]
     assert wide[1].split() == [
         "my-caliconodestatus-1",
@@ -57,6 +58,7 @@ def test_create_then_get_in_every_output_format(target: CliTarget) -> None:
         "10s",
         "-",
         "none",
+        "-",
         "-",
         "-",
         "-",

@@ -37,7 +37,7 @@ YAML_STEP = "-o yaml"
 
 def run_demo(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=240, check=False
     )
     assert result.returncode == 0, f"demo {args} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -47,9 +47,17 @@ def printed_object(stdout: str) -> dict[str, Any]:
     """The `get -o yaml` document the demo prints between its last step line and the hints."""
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("==> filled") and YAML_STEP in line)
-    end = next(i for i, line in enumerate(lines) if line.startswith("Explore"))
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith(("==> ", "Explore")))
     document: dict[str, Any] = yaml.safe_load("\n".join(lines[start + 1 : end]))
     return document
+
+
+def printed_mesh(stdout: str) -> list[str]:
+    """The mesh matrix and verdict the demo ends with, before the hints."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("==> calico-nodestatus mesh"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Explore"))
+    return lines[start + 1 : end]
 
 
 def alive(pid: int) -> bool:
@@ -109,6 +117,15 @@ def test_demo_fills_the_status_and_down_removes_everything(
     }
     status = shown["status"]
     assert status["lastUpdated"]
+    # It ends with the mesh of every node, both ends of every session up.
+    mesh = printed_mesh(stdout)
+    names = [node.name for node in lab.nodes]
+    for family in ("IPv4", "IPv6"):
+        (header,) = [line for line in mesh if line.startswith(family)]
+        assert header.split() == [family, *names]
+    rows = [line.split() for line in mesh if line.split()[:1] == [first.name] and "up|up" in line]
+    assert rows == [[first.name, "·", "up|up", "up|up"]] * 2
+    assert f"all {len(names)} nodes healthy" in "\n".join(mesh)
     for family in ("birdV4", "birdV6"):
         assert status["agent"][family]["state"] == "Ready"
         assert status["agent"][family]["routerID"] == str(first.ipv4)

@@ -6,6 +6,10 @@ a 100 MB table never sits in memory), and only those whose JSON fits what the bu
 routes in the smallest object (``route_bytes_within``), FIB first, become status routes; the
 runner's exact size check then trims what the rest of the object crowds out.
 Both cuts are counted in the routes-omitted annotation.
+
+With the BGP class, ``show status`` is queried too (one cheap command per daemon): the router ID
+goes into the bgp-sessions annotation with the node's addresses (``--ip``/``--ip6``), which is how
+the mesh view knows which node a peer IP is.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from calico_nodestatus.api import NodeStatusClass
 from calico_nodestatus.bird.errors import BirdUnavailable
 from calico_nodestatus.collect.gather import BirdSockets, CollectionResult, gather
 from calico_nodestatus.collect.sections import clean_text
+from calico_nodestatus.collect.sessions import sessions_report
 
 
-def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass]) -> CollectedSections:
+def sections_from(
+    result: CollectionResult, classes: frozenset[NodeStatusClass], addresses: tuple[str, ...] = ()
+) -> CollectedSections:
     family_errors: dict[int, str] = {}
     for (family, _cls), error in sorted(result.errors.items(), key=lambda item: item[0][0]):
         family_errors.setdefault(family, str(error))
@@ -39,6 +46,11 @@ def sections_from(result: CollectionResult, classes: frozenset[NodeStatusClass])
             )
             for piece, error in result.errors.items()
         },
+        bgp_sessions=(
+            sessions_report(result.protocols, result.daemons, family_errors, addresses).encode()
+            if NodeStatusClass.BGP in classes
+            else None
+        ),
     )
 
 
@@ -46,19 +58,22 @@ def bird_collector(
     bird_socket: str | None = None,
     bird6_socket: str | None = None,
     size_budget_bytes: int = DEFAULT_SIZE_BUDGET_BYTES,
+    addresses: tuple[str, ...] = (),
 ) -> Collector:
-    """A collector for this node's BIRD; None sockets mean Calico's socket discovery."""
+    """A collector for this node's BIRD; None sockets mean Calico's socket discovery; ``addresses``
+    are the node's own BGP addresses, reported in the bgp-sessions annotation."""
     sockets = BirdSockets.from_overrides(bird_socket, bird6_socket)
     route_limit = max_routes_within(size_budget_bytes)
 
     async def collect(classes: frozenset[NodeStatusClass]) -> CollectedSections:
+        queried = classes | {NodeStatusClass.AGENT} if NodeStatusClass.BGP in classes else classes
         result = await gather(
             sockets,
-            classes,
+            queried,
             route_limit=route_limit,
             route_limit_per_type=True,
             route_bytes=route_bytes_within(size_budget_bytes),
         )
-        return sections_from(result, classes)
+        return sections_from(result, classes, addresses)
 
     return collect

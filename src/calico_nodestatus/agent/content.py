@@ -52,6 +52,8 @@ class CollectedSections:
     result: CollectionResult | None = None
     # Per (family, class) that was not collected: why (see agent/stale.py).
     piece_errors: Mapping[tuple[int, NodeStatusClass], PieceError] = field(default_factory=dict)
+    # The bgp-sessions annotation's value for objects with the BGP class (None: BGP not collected).
+    bgp_sessions: str | None = None
 
 
 def build_status(

@@ -11,9 +11,9 @@ latest replaces an unwritten older one, so nothing queues up during an outage. I
 the content changed (``content.same_content``), with ``lastUpdated`` set then; through
 ``update_status`` (compare-and-swap); a conflict re-reads the object, re-applies the status and
 retries; a datastore failure keeps the status and retries it with backoff (with jitter), and a
-fresh collection is tried at once. The routes-omitted annotation is metadata, so it goes through
-``update_annotations`` (a patch of that annotation alone) — only when its value changes, which is
-rare (a table crossing the budget).
+fresh collection is tried at once. The routes-omitted and bgp-sessions annotations are metadata, so
+they go through ``update_annotations`` (a patch of those annotations alone) — only when a value
+changes, which is rare (a table crossing the budget, a session changing state).
 
 A piece (one family of one class) whose query failed never replaces good data with emptiness: the
 writer keeps the stored content of that piece and names it in the collection-errors annotation
@@ -24,6 +24,10 @@ The first successful datastore operation after a failure wakes the watch out of 
 spec changes made during an outage arrive right after recovery; likewise the heartbeat or the watch
 working again ends the write backoff, so the latest status is written right after recovery, not
 when a backoff grown over a long outage runs out.
+
+An object whose expires-at annotation (``apply --ttl``) has passed is deleted by the writer, on the
+resourceVersion the agent knows: an edit meanwhile (a renewed expiry) makes the delete conflict, the
+object is re-read, and only a version that is still expired is deleted.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from calico_nodestatus.api import (
     CalicoNodeStatusStatus,
     NodeStatusClass,
 )
+from calico_nodestatus.api.annotations import BGP_SESSIONS_ANNOTATION, EXPIRES_AT_ANNOTATION, parse_expiry
 from calico_nodestatus.datastore.base import (
     Conflict,
     Datastore,
@@ -155,6 +160,7 @@ class _Desired:
     truncated: Mapping[int, int]  # routes per family the collection already left out (or never read)
     spec: tuple[str, frozenset[NodeStatusClass], int]
     failed: Mapping[Piece, PieceError]  # pieces of the object's classes that were not collected
+    bgp_sessions: str | None = None  # the bgp-sessions annotation (None: the object has no BGP class)
 
 
 @dataclass(slots=True)
@@ -166,6 +172,11 @@ class _Tracked:
     omitted: dict[str, int] = field(default_factory=dict)
     written_at: datetime | None = None
     refreshed_at: datetime | None = None
+    delete_retry_at: float | None = None  # after a failed delete at expiry: when to try again
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return parse_expiry(self.obj.metadata.annotations.get(EXPIRES_AT_ANNOTATION))
 
 
 def _spec_key(obj: CalicoNodeStatus) -> tuple[str, frozenset[NodeStatusClass], int]:
@@ -341,14 +352,19 @@ class NodeStatusAgent:
         now = self._monotonic()
         tracked = self._tracked.get(obj.name)
         if tracked is None:
-            self._tracked[obj.name] = _Tracked(obj=obj)
+            self._tracked[obj.name] = added = _Tracked(obj=obj)
             self._scheduler.track(obj.name, obj.spec.update_period_seconds, now)
             _log_spec(log, "object_added", obj)
+            if added.expires_at is not None:
+                self._writes_wanted.set()
             return
         if _is_older(obj, tracked.obj):
             return  # an event for a write this agent already holds the result of
         spec_changed = _spec_key(obj) != _spec_key(tracked.obj)
         tracked.obj = obj
+        if tracked.expires_at is not None:
+            tracked.delete_retry_at = None
+            self._writes_wanted.set()  # the writer deletes it at its (maybe renewed) expiry
         if spec_changed:
             tracked.desired = None  # collected for the old spec
             tracked.retry_at = None
@@ -389,8 +405,9 @@ class NodeStatusAgent:
             truncated = left_out if NodeStatusClass.ROUTES in classes else {}
             status = build_status(collected, classes)
             failed = {piece: error for piece, error in collected.piece_errors.items() if piece[1] in classes}
+            sessions = collected.bgp_sessions if NodeStatusClass.BGP in classes else None
             # Latest wins; a fresh status is tried at once, even while an older one backs off.
-            tracked.desired = _Desired(status, truncated, spec, failed)
+            tracked.desired = _Desired(status, truncated, spec, failed, sessions)
             tracked.retry_at = None
             self._writes_wanted.set()
 
@@ -470,6 +487,7 @@ class NodeStatusAgent:
     async def _writer(self) -> None:
         while True:
             self._writes_wanted.clear()
+            await self._delete_expired()
             now = self._monotonic()
             ready = [
                 name
@@ -484,6 +502,9 @@ class NodeStatusAgent:
             if not retries:
                 self._set_datastore_state("write", True, "")  # a failed write's object is gone
             timeout = max(0.0, min(retries) - now) if retries else None  # seconds from now
+            expiry = self._seconds_until_expiry()
+            if expiry is not None:
+                timeout = expiry if timeout is None else min(timeout, expiry)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._writes_wanted.wait()
@@ -498,11 +519,57 @@ class NodeStatusAgent:
         except (DatastoreError, OSError, TimeoutError) as exc:
             self._write_failed(name, desired, exc)
 
+    # ---- expiry (the writer task) ---------------------------------------------------------------
+
+    def _seconds_until_expiry(self) -> float | None:
+        now, wall = self._monotonic(), self._wall_clock()
+        waits = [
+            t.delete_retry_at - now if t.delete_retry_at is not None else (expiry - wall).total_seconds()
+            for t in self._tracked.values()
+            if (expiry := t.expires_at) is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    async def _delete_expired(self) -> None:
+        wall, now = self._wall_clock(), self._monotonic()
+        for name, tracked in list(self._tracked.items()):
+            expiry = tracked.expires_at
+            if expiry is None or expiry > wall or (tracked.delete_retry_at or now) > now:
+                continue
+            try:
+                async with asyncio.timeout(self._settings.datastore_timeout_seconds):
+                    await self._datastore.delete(name, tracked.obj.metadata.resource_version)
+            except NotFound:
+                self._drop(name, "deleted (gone at expiry)")
+            except Conflict:  # edited since this agent read it: the next round sees the new version
+                log_event(log, logging.INFO, "expiry_conflict", name=name)
+                try:
+                    await self._catch_up(name)
+                except (DatastoreError, OSError, TimeoutError) as exc:
+                    self._delete_failed(tracked, name, exc)
+            except (DatastoreError, OSError, TimeoutError) as exc:
+                self._delete_failed(tracked, name, exc)
+            else:
+                self._drop(name, f"expired at {expiry.isoformat()}")
+
+    def _delete_failed(self, tracked: _Tracked, name: str, exc: BaseException) -> None:
+        tracked.delete_retry_at = self._monotonic() + tracked.backoff.next_delay()
+        log_event(
+            log, logging.WARNING, "expiry_delete_failed", name=name, error=str(exc) or type(exc).__name__
+        )
+
     def _fit(
-        self, current: CalicoNodeStatus, desired: CalicoNodeStatusStatus
+        self,
+        current: CalicoNodeStatus,
+        desired: CalicoNodeStatusStatus,
+        annotations: Mapping[str, str | None],
     ) -> tuple[CalicoNodeStatusStatus, dict[str, int]]:
+        merged = {**current.metadata.annotations, **{k: v for k, v in annotations.items() if v is not None}}
         candidate = current.model_copy(
-            update={"status": desired.model_copy(update={"last_updated": self._wall_clock()})}
+            update={
+                "status": desired.model_copy(update={"last_updated": self._wall_clock()}),
+                "metadata": current.metadata.model_copy(update={"annotations": merged}),
+            }
         )
         selection = fit_routes(candidate.to_wire(), self._settings.size_budget_bytes)
         if selection is None:
@@ -519,22 +586,15 @@ class NodeStatusAgent:
                 return  # gone, or collected for a spec that is no longer current
             current = tracked.obj
             kept = keep_last_good(desired.status, current.status, desired.failed)
-            fitted, cut = self._fit(current, keep_stable_times(kept.status, current.status))
+            sessions = {BGP_SESSIONS_ANNOTATION: desired.bgp_sessions}
+            fitted, cut = self._fit(current, keep_stable_times(kept.status, current.status), sessions)
             omitted, annotation = self._routes_omitted(current, kept, desired, cut)
             stored_annotations = current.metadata.annotations
-            changes = {
-                key: value
-                for key, value in (
-                    (ROUTES_OMITTED_ANNOTATION, annotation),
-                    (
-                        COLLECTION_ERRORS_ANNOTATION,
-                        collection_errors_value(
-                            kept, stored_annotations.get(COLLECTION_ERRORS_ANNOTATION), self._wall_clock()
-                        ),
-                    ),
-                )
-                if stored_annotations.get(key) != value
-            }
+            errors = collection_errors_value(
+                kept, stored_annotations.get(COLLECTION_ERRORS_ANNOTATION), self._wall_clock()
+            )
+            wanted = {ROUTES_OMITTED_ANNOTATION: annotation, COLLECTION_ERRORS_ANNOTATION: errors, **sessions}
+            changes = {k: v for k, v in wanted.items() if stored_annotations.get(k) != v}
             status_same = same_content(current.status.to_wire(), fitted.to_wire())
             if status_same and not changes:
                 self._written(tracked, omitted if annotation else {})

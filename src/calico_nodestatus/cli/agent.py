@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -88,6 +89,24 @@ def _check_node(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+# calico-node's IP/IP6 settings may name a method instead of an address; only addresses are reported.
+_IP_KEYWORDS = frozenset({"", "autodetect", "none"})
+
+
+def _check_ip(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value.strip().lower() in _IP_KEYWORDS:
+        return None
+    text = value.strip().split("/", 1)[0]  # calico-node accepts an address with its prefix length
+    version = 4 if param.name == "ip" else 6
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != version:
+        raise click.BadParameter(f"{value!r} is not an IPv{version} address", ctx, param)
+    return str(address)
+
+
 def _unix(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
 
@@ -138,6 +157,14 @@ def _metrics_server(registry: CollectorRegistry, host: str, port: int) -> Metric
 @click.command("agent")
 @click.option("--node", envvar="NODENAME", callback=_check_node, help="This node's name (env NODENAME).")
 @bird_socket_options
+@click.option(
+    "--ip",
+    envvar="IP",
+    callback=_check_ip,
+    help="This node's IPv4 BGP address (env IP, as calico-node), reported for the mesh view; "
+    "without it the node is known by BIRD's router ID.",
+)
+@click.option("--ip6", envvar="IP6", callback=_check_ip, help="This node's IPv6 BGP address (env IP6).")
 @click.option(
     "--size-budget",
     type=ByteSize(),
@@ -195,6 +222,8 @@ def agent_command(
     node: str,
     bird_socket: str | None,
     bird6_socket: str | None,
+    ip: str | None,
+    ip6: str | None,
     size_budget: int,
     status_file: Path | None,
     heartbeat_seconds: float,
@@ -224,7 +253,8 @@ def agent_command(
 
     async def run() -> None:
         async with open_datastore(config) as datastore:
-            collector = bird_collector(bird_socket, bird6_socket, size_budget)
+            addresses = tuple(address for address in (ip, ip6) if address)
+            collector = bird_collector(bird_socket, bird6_socket, size_budget, addresses)
             agent = NodeStatusAgent(datastore, settings, collector, on_collection=_record_collection(state))
             registry = build_registry(
                 state,

@@ -26,6 +26,7 @@ COMMAND_MODULES: Mapping[str, str] = {
     "delete": "resources",
     "crd": "resources",
     "summary": "summary",
+    "mesh": "mesh",
     "node": "node",
     "lab": "lab",
     "agent": "agent",

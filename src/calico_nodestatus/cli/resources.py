@@ -14,8 +14,8 @@ import json
 import sys
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -27,13 +27,16 @@ from calico_nodestatus.api import (
     API_GROUP,
     CRD_V1_GROUP,
     KIND,
+    MAX_UPDATE_PERIOD_SECONDS,
     CalicoNodeStatus,
     Manifest,
+    NodeStatusClass,
     crd_yaml,
     dump_yaml,
     format_time,
     load_manifest_documents,
 )
+from calico_nodestatus.api.annotations import EXPIRES_AT_ANNOTATION, parse_expiry
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
 from calico_nodestatus.cli.store import run_with_datastore
@@ -116,6 +119,7 @@ def wide_columns(alive: AbstractSet[str]) -> list[Column]:
         Column("ESTABLISHED-V4", lambda obj: _established(obj, "v4")),
         Column("ESTABLISHED-V6", lambda obj: _established(obj, "v6")),
         Column("STALE", stale_cell),
+        Column("EXPIRES", expiry_text),
     ]
 
 
@@ -123,6 +127,15 @@ def stale_cell(obj: CalicoNodeStatus) -> str:
     """The pieces (``BGP/v6``) whose data the agent could not collect and kept from before (or
     left out): what the collection-errors annotation names; "-" when everything is current."""
     return ",".join(stale_pieces(obj.metadata.annotations)) or "-"
+
+
+def expiry_text(obj: CalicoNodeStatus) -> str:
+    """The expiry annotation as the tables show it: the time, ``invalid`` (never deleted), or ``-``."""
+    raw = obj.metadata.annotations.get(EXPIRES_AT_ANNOTATION)
+    if not raw:
+        return "-"
+    expires = parse_expiry(raw)
+    return format_time(expires) if expires else "invalid"
 
 
 def render_table(columns: list[Column], objects: list[CalicoNodeStatus]) -> str:
@@ -308,6 +321,63 @@ def _write_command(mode: WriteMode) -> click.Command:
     return command
 
 
+def _apply_command() -> click.Command:
+    from calico_nodestatus.cli.allnodes import TTL, Classes, apply_all_nodes, with_expiry
+
+    @click.command(name="apply")
+    @click.option("-f", "--filename", help="YAML or JSON manifest; '-' reads stdin.")
+    @click.option("--all-nodes", is_flag=True, help="One object per known node (nodestatus-<node>).")
+    @click.option("--classes", type=Classes(), help="With --all-nodes: e.g. BGP or Agent,BGP,Routes.")
+    @click.option(
+        "--period", type=click.IntRange(0, MAX_UPDATE_PERIOD_SECONDS), default=30, show_default=True,
+        help="With --all-nodes: updatePeriodSeconds.",
+    )  # fmt: skip
+    @click.option(
+        "--ttl", type=TTL(),
+        help="Delete the objects this long after now (20s, 30m, 2h): the agent of each node does, "
+        "by the nodestatus.projectcalico.org/expires-at annotation. Applying again renews it.",
+    )  # fmt: skip
+    @click.pass_obj
+    @user_errors
+    def command(
+        ctx: CliContext,
+        *,
+        filename: str | None,
+        all_nodes: bool,
+        classes: list[NodeStatusClass] | None,
+        period: int,
+        ttl: timedelta | None,
+    ) -> None:
+        """Apply CalicoNodeStatus objects from a file or stdin (-f), or one per known node
+        (--all-nodes --classes ...): Kubernetes Node objects, Calico node resources on etcd, and every
+        node with a live agent. Existing objects are updated or left alone, never duplicated."""
+        expires_at = datetime.now(UTC) + ttl if ttl else None
+        if all_nodes == (filename is not None):
+            raise click.UsageError("give either -f FILE or --all-nodes --classes CLASSES")
+        if filename is not None:
+            if classes:
+                raise click.UsageError("--classes goes with --all-nodes; -f FILE holds the classes")
+            manifests = load_manifest_documents(read_input(filename))
+            _warn_ignored_status(manifests)
+            manifests = [replace(m, object=with_expiry(m.object, expires_at)) for m in manifests]
+            count = run_with_datastore(ctx, lambda ds: write_manifests(ds, WriteMode.APPLY, manifests))
+            click.echo(f"Successfully applied {count} '{KIND}' resource(s)")
+            return
+        if not classes:
+            raise click.UsageError("--all-nodes needs --classes (e.g. --classes BGP)")
+        plans, warning = run_with_datastore(ctx, lambda ds: apply_all_nodes(ds, classes, period, expires_at))
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+        for plan in plans:
+            what = "already reports those classes; left alone" if plan.action == "kept" else plan.action
+            click.echo(f"{plan.node}: {plan.name} {what}")
+        written = sum(1 for plan in plans if plan.desired is not None)
+        expiry = f", expiring at {format_time(expires_at)}" if expires_at else ""
+        click.echo(f"Successfully applied {written} '{KIND}' resource(s) for {len(plans)} nodes{expiry}")
+
+    return command
+
+
 @click.command(name="get")
 @click.argument("resource")
 @click.argument("name", required=False)
@@ -323,6 +393,7 @@ def get_command(ctx: CliContext, resource: str, name: str | None, output: str, n
       alive  the object's node has a liveness record renewed within its TTL
       stale  no live record, but the object has status: its agent reported, then stopped
       none   no live record and no status yet: no agent has picked the object up
+    and EXPIRES: when the node's agent deletes the object (apply --ttl), else -
     """
     check_resource_type(resource)
 
@@ -381,8 +452,9 @@ def crd_command(group: str) -> None:
 
 def register(cli: click.Group) -> None:
     """Adds this module's commands to the top-level group."""
-    for mode in WriteMode:
+    for mode in (WriteMode.CREATE, WriteMode.REPLACE):
         cli.add_command(_write_command(mode))
+    cli.add_command(_apply_command())
     cli.add_command(get_command)
     cli.add_command(delete_command)
     cli.add_command(crd_command)

@@ -15,7 +15,7 @@ from calico_nodestatus.api import CalicoNodeStatus
 from calico_nodestatus.api.model import format_time
 from calico_nodestatus.cli.context import CliContext
 from calico_nodestatus.cli.errors import user_errors
-from calico_nodestatus.cli.resources import AgentState, agent_state, live_nodes
+from calico_nodestatus.cli.resources import AgentState, agent_state, expiry_text, live_nodes
 from calico_nodestatus.cli.store import run_with_datastore
 from calico_nodestatus.datastore.base import Datastore, LivenessRecord
 
@@ -41,6 +41,7 @@ class FleetRow:
     stale: tuple[str, ...]  # pieces (``BGP/v6``) kept from before or left out: not collected
     classes: str
     period: int
+    expires: str  # the expiry annotation (apply --ttl), "-" without one
     problems: tuple[str, ...]
 
     @property
@@ -99,6 +100,7 @@ def fleet_rows(
                 stale=stale,
                 classes=",".join(spec.classes),
                 period=spec.update_period_seconds,
+                expires=expiry_text(obj),
                 problems=tuple(problems),
             )
         )
@@ -140,6 +142,7 @@ def render_table(rows: list[FleetRow], wide: bool) -> str:
         "ROUTES V4/V6",
         "LAST UPDATED",
         "STALE",
+        "EXPIRES",
     ]
     if wide:
         header = ["NAME", *header, "CLASSES", "PERIOD", "PROBLEMS"]
@@ -154,6 +157,7 @@ def render_table(rows: list[FleetRow], wide: bool) -> str:
             f"{_with_omitted(row.routes_v4, row.omitted_v4)}/{_with_omitted(row.routes_v6, row.omitted_v6)}",
             row.last_updated,
             ",".join(row.stale) or NONE,
+            row.expires,
         ]
         if wide:
             cells = [row.name, *cells, row.classes, str(row.period), ", ".join(row.problems) or NONE]

@@ -160,6 +160,12 @@ class Datastore(abc.ABC):
     async def list_liveness(self) -> list[LivenessRecord]:
         """Every unexpired record, ordered by node."""
 
+    async def list_nodes(self) -> list[str]:
+        """The cluster's node names where the backend has them (Kubernetes Node objects, Calico's
+        node resources on etcd), sorted; none on the embedded datastore. Agents' liveness records
+        name the other known nodes."""
+        return []
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends override it
         """Releases connections."""
 

@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 RESOURCE_PREFIX = "/calico/resources/v3/projectcalico.org/caliconodestatuses/"
 INDEX_PREFIX = "/calico/nodestatus/v1/bynode/"
 LIVENESS_PREFIX = "/calico/nodestatus/v1/liveness/"
+# Calico's own node resources (calico/node registers each node there).
+NODE_PREFIX = "/calico/resources/v3/projectcalico.org/nodes/"
 # Index "node" of objects without a readable spec.node; "_" is never in a node name, so no watch sees it.
 UNDECODABLE = "_"
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
@@ -607,6 +609,10 @@ class EtcdDatastore(Datastore):
     async def list_liveness(self) -> list[LivenessRecord]:
         kvs, _ = await self._scan(LIVENESS_PREFIX)
         return [record for kv in kvs if (record := _liveness_record(kv)) is not None]
+
+    async def list_nodes(self) -> list[str]:
+        kvs, _ = await self._scan(NODE_PREFIX, keys_only=True)
+        return sorted(kv.key.decode().removeprefix(NODE_PREFIX) for kv in kvs)
 
     async def close(self) -> None:
         self._close_keepalive()

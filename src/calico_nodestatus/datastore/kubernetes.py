@@ -68,7 +68,7 @@ REQUEST_TIMEOUT_SECONDS: Final = 10.0
 MERGE_PATCH: Final = "application/merge-patch+json"
 RBAC_REMEDY: Final = (
     "grant the rules of deploy/rbac.yaml to this identity (the agent's ServiceAccount needs get, list, "
-    "watch and patch on caliconodestatuses, update on caliconodestatuses/status, and its Lease)"
+    "watch, patch and delete on caliconodestatuses, update on caliconodestatuses/status, and its Lease)"
 )
 _UNSUPPORTED_FIELD_LABEL: Final = "field label not supported"
 # ObjectMeta fields the v3 model carries; the server adds others (managedFields, ...).
@@ -556,6 +556,17 @@ class KubernetesDatastore(Datastore):
         records = (lease_record(lease) for lease in reply_object(response, "leases").get("items") or [])
         alive = (record for record in records if record is not None and record.is_alive(now))
         return sorted(alive, key=lambda record: record.node)
+
+    async def list_nodes(self) -> list[str]:
+        params = {"limit": str(LIST_PAGE_SIZE)}
+        names: list[str] = []
+        while True:
+            page = await self._cr_request("GET", "/api/v1/nodes", "nodes", params=params)
+            names += [item["metadata"]["name"] for item in page.get("items") or []]
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return sorted(names)
+            params["continue"] = cont
 
     async def close(self) -> None:
         await self._http.aclose()

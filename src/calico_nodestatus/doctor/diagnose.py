@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from calico_nodestatus.datastore.base import PermissionDenied
+from calico_nodestatus.doctor.farend import far_ends
 from calico_nodestatus.doctor.model import (
     AddressEvidence,
     AgentStatusEvidence,
@@ -48,7 +49,7 @@ def diagnose(evidence: Evidence) -> Report:
     """Every check over one node's evidence."""
     checks = [
         *check_daemons(evidence.daemons.values()),
-        *check_sessions(evidence.peers, _bgp_address(evidence)),
+        *check_sessions(evidence.peers, _bgp_address(evidence), far_ends(evidence)),
         *check_bgp_address(evidence),
         check_duplicates(evidence),
         check_datastore(evidence.node, evidence.datastore),
@@ -160,9 +161,16 @@ def check_daemon(daemon: DaemonEvidence, *, optional: bool = True) -> Check:
 # --- BGP sessions -------------------------------------------------------------------------------
 
 
-def check_sessions(peers: Sequence[PeerEvidence], bgp_ip4: str | None = None) -> list[Check]:
+def check_sessions(
+    peers: Sequence[PeerEvidence], bgp_ip4: str | None = None, far: Mapping[str, str] | None = None
+) -> list[Check]:
+    """``far``: per peer IP, how the peer node's own status sees the session (doctor.farend)."""
     established = [p for p in peers if p.established]
-    checks = [check_session(p, bgp_ip4 if p.family == 4 else None) for p in peers if not p.established]
+    checks = [
+        check_session(p, bgp_ip4 if p.family == 4 else None, (far or {}).get(p.ip))
+        for p in peers
+        if not p.established
+    ]
     summary = f"{len(established)} of {len(peers)} BGP sessions Established"
     checks.append(
         Check(
@@ -181,10 +189,11 @@ def _bird_says(peer: PeerEvidence) -> str:
     return f'BIRD says: "{text}"' if text else f"BIRD reports no error text (state {peer.bgp_state})"
 
 
-def check_session(peer: PeerEvidence, bgp_ip: str | None = None) -> Check:
+def check_session(peer: PeerEvidence, bgp_ip: str | None = None, far_end: str | None = None) -> Check:
     """A session that is not Established: the TCP probe says whether the port can be reached,
     BIRD's own error text says why the session fails anyway. ``bgp_ip``: the address BIRD peers
-    from, when known (a probe from the kernel's source can succeed where BIRD's source fails)."""
+    from, when known (a probe from the kernel's source can succeed where BIRD's source fails);
+    ``far_end``: the peer node's own view of the session, from the datastore."""
     subject = f"{peer.ip} ({peer.protocol})"
     where = f"{peer.ip}:{peer.port}"
     evidence = [f"protocol {peer.protocol}: {peer.details.protocol.state}, BGP state {peer.bgp_state}"]
@@ -196,6 +205,8 @@ def check_session(peer: PeerEvidence, bgp_ip: str | None = None) -> Check:
     ]
     if as_numbers:
         evidence.append(", ".join(as_numbers))
+    if far_end:
+        evidence.append(far_end)
     if peer.route is not None:
         evidence.append(f"route to {peer.ip}: {_route_text(peer.route)}")
     elif peer.route_error:
@@ -207,6 +218,8 @@ def check_session(peer: PeerEvidence, bgp_ip: str | None = None) -> Check:
         "bgpState": peer.bgp_state,
         "birdError": peer.bird_error,
     }
+    if far_end:
+        details["farEnd"] = far_end
 
     def result(verdict: Verdict, summary: str, remedy: str | None) -> Check:
         return Check(

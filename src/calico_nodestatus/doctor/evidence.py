@@ -187,11 +187,12 @@ async def datastore_evidence(
         async with asyncio.timeout(limit), open_datastore(config) as store:
             liveness = await store.get_liveness(node)
             statuses, _ = await store.list()
+            alive = frozenset(r.node for r in await store.list_liveness() if r.is_alive(now))
     except TimeoutError:
         return DatastoreEvidence(True, description, now, error=f"no answer within {limit:g}s")
     except (DatastoreError, OSError) as exc:
         return DatastoreEvidence(True, description, now, error=str(exc))
-    return DatastoreEvidence(True, description, now, liveness=liveness, statuses=tuple(statuses))
+    return DatastoreEvidence(True, description, now, liveness=liveness, statuses=tuple(statuses), alive=alive)
 
 
 def agent_status_evidence(path: Path | None) -> AgentStatusEvidence:

@@ -118,6 +118,7 @@ class DatastoreEvidence:
     error: str | None = None  # set when it was configured but could not be read
     liveness: LivenessRecord | None = None  # this node's record (None: absent or expired)
     statuses: tuple[CalicoNodeStatus, ...] = ()  # every node's CalicoNodeStatus
+    alive: frozenset[str] = frozenset()  # nodes whose agent's liveness record is current
 
 
 @dataclass(frozen=True, slots=True)
