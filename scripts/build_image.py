@@ -192,7 +192,9 @@ def build(image: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--print-image", action="store_true", help="print the image's name and exit")
     args = parser.parse_args()
     if args.print_image:
