@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx2
+from lightkube.config.client_adapter import AsyncClient as adapter_client
+from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.kubeconfig import KubeConfig
 
 from benchlib import (
     ROOT,
@@ -59,10 +65,17 @@ from benchlib import (
     say,
 )
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusStatus
-from calico_nodestatus.datastore.base import AlreadyExists, Datastore, DatastoreError, EventType, WatchExpired
+from calico_nodestatus.datastore.base import (
+    AlreadyExists,
+    Datastore,
+    DatastoreError,
+    EventType,
+    Unavailable,
+    WatchExpired,
+)
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
-from calico_nodestatus.datastore.kubernetes import V1_API_VERSION
+from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION
 from calico_nodestatus.lab.controlplane import ControlPlane
 
 PERIOD_S = 10.0
@@ -81,6 +94,8 @@ AGENT_NAMESPACE = "calico-system"
 AGENT_SERVICE_ACCOUNT = "calico-nodestatus"
 # Set-up requests in flight per worker: enough to keep etcd busy, few enough to stay within deadlines.
 SETUP_CONCURRENCY = 16
+SETUP_ATTEMPTS = 12
+RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
 
 
 def status_wire(index: int, generation: int) -> dict[str, Any]:
@@ -153,6 +168,7 @@ class Worker:
         self.delivered = 0
         self.watch_errors = 0
         self.relists = 0
+        self.setup_retries = 0
 
     async def run(self) -> dict[str, Any]:
         # etcd: the worker's nodes share one client (one gRPC channel); Kubernetes: every node has
@@ -170,10 +186,16 @@ class Worker:
                 if per_node:
                     datastores.append(datastore)
                 async with limit:
-                    with contextlib.suppress(AlreadyExists):
-                        await admin.create(node_object(name))
-                    (obj,), revision = await datastore.list(node=name)  # as the agent starts
-                    return datastore, obj, revision
+                    for attempt in range(SETUP_ATTEMPTS):  # the agent, too, retries with backoff
+                        try:
+                            with contextlib.suppress(AlreadyExists):
+                                await admin.create(node_object(name))
+                            (obj,), revision = await datastore.list(node=name)  # as the agent starts
+                            return datastore, obj, revision
+                        except Unavailable:
+                            self.setup_retries += 1
+                            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+                    raise RuntimeError(f"{name}: the datastore stayed unavailable during set-up")
 
             started = await asyncio.gather(*(set_up(name) for name in self.names))
             watches = [
@@ -204,11 +226,15 @@ class Worker:
             "delivered": self.delivered,
             "watch_errors": self.watch_errors,
             "relists": self.relists,
+            "setup_retries": self.setup_retries,
         }
 
     async def watch(self, datastore: Datastore, name: str, revision: str) -> None:
         """Like the agent: resume from the last event after a datastore error, re-list after an
         expired revision (410)."""
+        if self.design == "all" and self.config.type == "kubernetes":
+            await self.watch_everything_raw(datastore, name, revision)
+            return
         while True:
             try:
                 async for event in datastore.watch(revision, node=name if self.design == "node" else None):
@@ -221,6 +247,39 @@ class Worker:
             except DatastoreError:
                 self.watch_errors += 1
                 await asyncio.sleep(1.0)
+
+    async def watch_everything_raw(self, datastore: Datastore, name: str, revision: str) -> None:
+        """Upstream's design on Kubernetes, read as cheaply as a client can: the unfiltered watch
+        stream is counted, not decoded. Each node would decode on its own CPU; here all share two
+        cores with the apiserver, and decoding would throttle what the apiserver gets to send."""
+        kube = KubeConfig.from_file(str(self.config.kubeconfig)).get()
+        assert kube is not None
+        timeout = httpx2.Timeout(30.0, read=None)
+        async with adapter_client(kube, ConnectionParams(timeout=timeout)) as client:
+            while True:
+                params = {"watch": "true", "resourceVersion": revision, "allowWatchBookmarks": "true"}
+                try:
+                    async with client.stream(
+                        "GET", f"/apis/{V1_API_VERSION}/{PLURAL}", params=params
+                    ) as reply:
+                        if reply.status_code == 410:
+                            self.relists += 1
+                            revision = (await datastore.list(node=name))[1]
+                            continue
+                        tail = b""
+                        async for chunk in reply.aiter_bytes():
+                            lines = chunk.count(b"\n")
+                            if lines:
+                                self.delivered += lines
+                                last = (tail + chunk).rsplit(b"\n", 2)[-2]
+                                if found := RESOURCE_VERSION.search(last):
+                                    revision = found.group(1).decode()
+                                tail = chunk.rsplit(b"\n", 1)[-1]
+                            else:
+                                tail += chunk
+                except (httpx2.HTTPError, DatastoreError):
+                    self.watch_errors += 1
+                    await asyncio.sleep(1.0)
 
     async def node(self, datastore: Datastore, obj: CalicoNodeStatus, index: int, end: float) -> None:
         rng = random.Random(index)
