@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/calico-nodestatus
 
-.PHONY: demo demo-down test fuzz lint deps system-deps control-plane venv lock bench soak clean
+.PHONY: demo demo-down test fuzz lint deps system-deps control-plane image venv lock bench soak clean
 
 # `make demo DATASTORE=etcdv3`: the same demo on a private etcd; demo-down removes either.
 DATASTORE ?= embedded
@@ -38,6 +38,10 @@ system-deps:
 # kube-apiserver, kubectl and etcd built from the Go module in tools/k8s (skipped when current).
 control-plane:
 	$(PYTHON) scripts/build_control_plane.py
+
+# The agent's image for deploy/daemonset.yaml, with buildah on a debootstrap base (skipped when current).
+image: system-deps venv
+	$(BIN)/python scripts/build_image.py
 
 venv: $(VENV)/.installed
 

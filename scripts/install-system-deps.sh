@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real parts the product, its lab and its tests use: BIRD 2 and BIRD 1.6.8, etcd,
-# promtool/Prometheus, prometheus-bird-exporter (benchmark reference), iproute2, nftables and
-# graphviz (renders `mesh -o dot` in a test).
+# promtool/Prometheus, prometheus-bird-exporter (benchmark reference), iproute2, nftables,
+# graphviz (renders `mesh -o dot` in a test), and buildah with debootstrap for the agent's image
+# (`make image`).
 # Idempotent: does nothing when everything is already there.
 # BIRD 1.6.8 (Debian package `bird`) conflicts with `bird2`, so its .deb is unpacked into
 # vendor-bird/ (git-ignored) instead of being installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(bird2 etcd-server etcd-client prometheus prometheus-bird-exporter iproute2 nftables graphviz)
+packages=(bird2 etcd-server etcd-client prometheus prometheus-bird-exporter iproute2 nftables graphviz buildah debootstrap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.plugins.etcd",
     "tests.plugins.kubernetes",
     "tests.plugins.agent",
+    "tests.plugins.image",
     "tests.plugins.skips",
     "tests.plugins.hypothesis_profiles",
 ]
