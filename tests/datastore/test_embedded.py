@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,18 +318,33 @@ async def test_liveness_renewals_do_not_make_a_watch_read_the_log(traced_watch: 
     await traced_watch.delivered("status-a", "status-b")
 
 
-async def test_many_connections_opening_a_new_file_at_once(tmp_path: Path) -> None:
-    """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) when
-    another connection is in it. Eight instances opening the same new file together all work."""
+async def test_several_processes_opening_a_new_file_at_once(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
+    """Switching a new file to WAL needs it to itself; SQLite refuses at once (no busy wait) while
+    another connection is writing in it. Eight processes open the same new file together while
+    one is: each is refused, retries (its debug log says so), and once the writer is done all of
+    them work on the one schema created once."""
     path = tmp_path / "new.db"
-    stores = [EmbeddedDatastore(path) for _ in range(8)]
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the write lock another process's WAL switch would hold
     try:
-        results = await asyncio.gather(*(store.list() for store in stores))
-        assert all(objects == [] for objects, _ in results)
-        await asyncio.gather(*(s.renew_liveness(f"node-{i}", "h/1", 30) for i, s in enumerate(stores)))
-        assert len(await stores[0].list_liveness()) == 8
+        workers = [await spawn("open", str(path), f"node-{i}") for i in range(8)]
+        for worker in workers:
+            assert await worker.receive(60) == "ready"
+        for worker in workers:
+            await worker.send("go")
+        for worker in workers:  # the file is held: the first thing each says is that it waits
+            assert "event=wal_switch_busy" in await worker.receive(60)
     finally:
-        await asyncio.gather(*(store.close() for store in stores))
+        writer.execute("ROLLBACK")
+        writer.close()
+    for worker in workers:
+        assert await worker.receive(60) == "ok 0"
+        assert await worker.process.wait() == 0
+    async with EmbeddedDatastore(path) as store:
+        nodes = sorted(record.node for record in await store.list_liveness())
+    assert nodes == [f"node-{i}" for i in range(8)]
 
 
 async def test_missing_parent_directories_are_private(tmp_path: Path) -> None:
