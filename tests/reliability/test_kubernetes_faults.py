@@ -1,7 +1,7 @@
 """Real kube-apiserver faults with the agent running as the DaemonSet's ServiceAccount: a stale
 resourceVersion (a real 409), etcd compaction expiring the agent's watch (a real 410) while it is
-cut off, and a kube-apiserver restart in the middle of a run. BIRD is the transcript replay: these
-tests are about the datastore, and what BIRD answers can be changed on demand.
+cut off, and a kube-apiserver restart in the middle of a run. BIRD is the lab's real pair: these
+tests are about the datastore, and the lab changes BIRD's answer on demand (routes loaded).
 
 (An identity without the `/status` permission is tests/agent/test_agent_rbac.py.)"""
 
@@ -20,17 +20,18 @@ from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.kubernetes import V1_API_VERSION, KubernetesDatastore
+from calico_nodestatus.lab import Lab
 from calico_nodestatus.lab.controlplane import ControlPlane
-from tests.faults.replay import Fault, ReplayServer
 from tests.faults.tcp_relay import TcpRelay, tcp_relay
 from tests.plugins.agent import node_status, wait_for
 from tests.plugins.etcd import free_port
 from tests.plugins.kubernetes import AGENT_NAMESPACE, clean_kubernetes
-from tests.reliability.conftest import NODE, replay_collector, running_agent
+from tests.reliability.conftest import NODE, lab_collector, running_agent
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
 
 ALL = ["Agent", "BGP", "Routes"]
+ROUTES_ADDED = 3
 
 
 @pytest.fixture
@@ -82,12 +83,12 @@ class SpecEditedBeforeTheFirstWrite(KubernetesDatastore):
 
 
 async def test_a_stale_resource_version_gets_409_and_the_agent_writes_for_the_new_spec(
-    admin: Datastore, agent_kubeconfig: Path, replayed_bird: tuple[ReplayServer, ReplayServer]
+    admin: Datastore, agent_kubeconfig: Path, bird_mesh: Lab
 ) -> None:
     await admin.create(node_status("stale", NODE, ALL, 1))
     async with (
         SpecEditedBeforeTheFirstWrite(agent_kubeconfig, admin) as store,
-        running_agent(store, replay_collector(replayed_bird)) as agent,
+        running_agent(store, lab_collector(bird_mesh)) as agent,
     ):
         # The stale write was refused; the agent re-read, saw the new spec and reported for it.
         await wait_for(bgp_only(admin, "stale"), 15, "the status of the user's new spec")
@@ -107,7 +108,7 @@ def relayed_kubeconfig(kubeconfig: Path, port: int, path: Path) -> Path:
 
 @asynccontextmanager
 async def agent_behind_a_relay(
-    plane: ControlPlane, kubeconfig: Path, bird: tuple[ReplayServer, ReplayServer], tmp_path: Path
+    plane: ControlPlane, kubeconfig: Path, bird: Lab, tmp_path: Path
 ) -> AsyncIterator[tuple[NodeStatusAgent, TcpRelay]]:
     """The agent reaching the apiserver through a relay that can be cut; resync is 10 minutes, so
     only the watch (or the re-list after its expiry) delivers changes."""
@@ -116,7 +117,7 @@ async def agent_behind_a_relay(
         relayed = relayed_kubeconfig(kubeconfig, relay.port, tmp_path / "relayed.kubeconfig")
         async with (
             agent_datastore(relayed) as store,
-            running_agent(store, replay_collector(bird), resync_seconds=600) as agent,
+            running_agent(store, lab_collector(bird), resync_seconds=600) as agent,
         ):
             yield agent, relay
 
@@ -131,7 +132,7 @@ async def test_compaction_expires_the_agents_watch_and_the_relist_loses_and_dupl
     admin: Datastore,
     control_plane: ControlPlane,
     agent_kubeconfig: Path,
-    replayed_bird: tuple[ReplayServer, ReplayServer],
+    bird_mesh: Lab,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -142,7 +143,7 @@ async def test_compaction_expires_the_agents_watch_and_the_relist_loses_and_dupl
     caplog.set_level("INFO", logger="calico_nodestatus")
     for name in ("kept", "removed"):
         await admin.create(node_status(name, NODE, ["Agent"], 60))
-    async with agent_behind_a_relay(control_plane, agent_kubeconfig, replayed_bird, tmp_path) as (
+    async with agent_behind_a_relay(control_plane, agent_kubeconfig, bird_mesh, tmp_path) as (
         agent,
         relay,
     ):
@@ -179,22 +180,22 @@ async def test_an_apiserver_restart_mid_run_and_the_agent_recovers(
     admin: Datastore,
     control_plane: ControlPlane,
     agent_kubeconfig: Path,
-    replayed_bird: tuple[ReplayServer, ReplayServer],
+    bird_mesh: Lab,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="calico_nodestatus")
     await admin.create(node_status("restart", NODE, ALL, 1))
     async with (
         agent_datastore(agent_kubeconfig) as store,
-        running_agent(store, replay_collector(replayed_bird), resync_seconds=600) as agent,
+        running_agent(store, lab_collector(bird_mesh), resync_seconds=600) as agent,
     ):
 
         async def routes() -> int:
             return len((await admin.get("restart")).status.routes.routes_v4)
 
-        await wait_for(routes, 15, "status filled")
+        before = await wait_for(routes, 15, "status filled")
         control_plane.stop_apiserver()
-        replayed_bird[0].fault = Fault.CUT  # BIRD's answer changes while the apiserver is away
+        bird_mesh.set_routes(1, ROUTES_ADDED)  # BIRD's answer changes while the apiserver is away
 
         async def outage_seen() -> bool:
             return not agent.snapshot().datastore_ok
@@ -203,7 +204,7 @@ async def test_an_apiserver_restart_mid_run_and_the_agent_recovers(
         control_plane.start_apiserver()
 
         async def latest_written() -> bool:
-            return await routes() == 0
+            return await routes() == before + ROUTES_ADDED
 
         await wait_for(latest_written, 30, "the latest status written after the restart")
         # The watch came back too: a spec change made after the restart reaches the agent.
