@@ -135,7 +135,7 @@ def _objects_of(data: dict[str, Any] | list[Any]) -> list[tuple[int | None, obje
     if isinstance(data, list):
         return list(enumerate(data, start=1))
     kind = data.get("kind")
-    if kind not in _LIST_KINDS:
+    if not isinstance(kind, str) or kind not in _LIST_KINDS:  # any YAML value may sit here
         return [(None, data)]
     unknown = sorted(set(data) - {"apiVersion", "kind", "metadata", "items"})
     if unknown:
