@@ -113,7 +113,7 @@ async def test_kubectl_apply_of_the_seed_is_filled_in_the_seeds_read_back_shape(
 ) -> None:
     node = agent_lab.nodes[0]
     applied = plane.kubectl("apply", "-f", "-", stdin=seed_spec(mode, node.name))
-    assert applied.stdout.strip() == f"caliconodestatus.{mode.split('/')[0]}/{NAME} created"
+    assert applied.stdout.strip() == f"caliconodestatus.{mode.split('/', maxsplit=1)[0]}/{NAME} created"
     async with agent_as_service_account(node, agent_kubeconfig, mode):
         item = await wait_for(lambda: filled(plane, mode), 20, "the status filled, seen by kubectl")
     (seed,) = yaml.safe_load((SEED / "read-back.yaml").read_text())
