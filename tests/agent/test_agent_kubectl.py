@@ -132,7 +132,7 @@ async def test_kubectl_apply_of_the_seed_is_filled_in_the_seeds_read_back_shape(
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", status["agent"][daemon]["lastBootTime"])
         assert status["agent"][daemon]["routerID"] == str(node.ipv4)
     peers = {p["peerIP"]: p for p in status["bgp"]["peersV4"]}
-    assert set(peers) == {str(n.ipv4) for n in agent_lab.nodes if n is not node}
+    assert set(peers) == {str(n.ipv4) for n in agent_lab.nodes if n.name != node.name}
     assert {(p["type"], p["state"]) for p in peers.values()} == {("NodeMesh", "Established")}
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d", p["since"]) for p in peers.values())
     assert status["bgp"]["numberEstablishedV4"] == 2
