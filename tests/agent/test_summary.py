@@ -169,4 +169,5 @@ def test_stale_pieces_are_named_by_summary_and_get_wide(tmp_path: Path) -> None:
     assert table[2].split()[stale] == "-"
     wide = runner.invoke(cli, ["--db", str(db), "get", "cns", "-o", "wide"]).output.splitlines()
     stale = wide[0].split().index("STALE")
-    assert {line.split()[1]: line.split()[stale] for line in wide[1:3]} == {"n1": "-", "n2": "BGP/v6,Routes/v6"}
+    cells = {line.split()[1]: line.split()[stale] for line in wide[1:3]}
+    assert cells == {"n1": "-", "n2": "BGP/v6,Routes/v6"}
