@@ -164,10 +164,12 @@ def test_stale_pieces_are_named_by_summary_and_get_wide(tmp_path: Path) -> None:
     ]
     assert document["verdict"] == "1 of 2 nodes have stale data"
     table = runner.invoke(cli, ["--db", str(db), "summary"]).output.splitlines()
-    stale = table[0].split().index("STALE")
+    # STALE is the last column but EXPIRES (headers hold spaces: count from the end).
+    assert table[0].split()[-2:] == ["STALE", "EXPIRES"]
+    stale = -2
     assert table[1].split()[stale] == "BGP/v6,Routes/v6" and table[1].split()[0] == "n2"
     assert table[2].split()[stale] == "-"
     wide = runner.invoke(cli, ["--db", str(db), "get", "cns", "-o", "wide"]).output.splitlines()
-    stale = wide[0].split().index("STALE")
+    assert wide[0].split()[-2:] == ["STALE", "EXPIRES"]
     cells = {line.split()[1]: line.split()[stale] for line in wide[1:3]}
     assert cells == {"n1": "-", "n2": "BGP/v6,Routes/v6"}
