@@ -95,6 +95,7 @@ AGENT_SERVICE_ACCOUNT = "calico-nodestatus"
 # Set-up requests in flight per worker: enough to keep etcd busy, few enough to stay within deadlines.
 SETUP_CONCURRENCY = 16
 SETUP_ATTEMPTS = 12
+IDLE_WINDOW_S = 10.0
 RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
 
 
@@ -169,6 +170,7 @@ class Worker:
         self.watch_errors = 0
         self.relists = 0
         self.setup_retries = 0
+        self.received = 0
 
     async def run(self) -> dict[str, Any]:
         # etcd: the worker's nodes share one client (one gRPC channel); Kubernetes: every node has
@@ -227,6 +229,7 @@ class Worker:
             "watch_errors": self.watch_errors,
             "relists": self.relists,
             "setup_retries": self.setup_retries,
+            "received": self.received,
         }
 
     async def watch(self, datastore: Datastore, name: str, revision: str) -> None:
@@ -262,12 +265,12 @@ class Worker:
                     async with client.stream(
                         "GET", f"/apis/{V1_API_VERSION}/{PLURAL}", params=params
                     ) as reply:
-                        if reply.status_code == 410:
-                            self.relists += 1
-                            revision = (await datastore.list(node=name))[1]
-                            continue
-                        tail = b""
+                        if reply.status_code != 200:
+                            await reply.aread()
+                            raise DatastoreError(f"watch answered {reply.status_code}: {reply.text[:200]}")
+                        tail, last = b"", b""
                         async for chunk in reply.aiter_bytes():
+                            self.received += len(chunk)
                             lines = chunk.count(b"\n")
                             if lines:
                                 self.delivered += lines
@@ -277,6 +280,10 @@ class Worker:
                                 tail = chunk.rsplit(b"\n", 1)[-1]
                             else:
                                 tail += chunk
+                    if last.startswith(b'{"type":"ERROR"'):  # 410 Gone, in the stream: re-list
+                        self.delivered -= 1
+                        self.relists += 1
+                        revision = (await datastore.list(node=name))[1]
                 except (httpx2.HTTPError, DatastoreError):
                     self.watch_errors += 1
                     await asyncio.sleep(1.0)
@@ -404,7 +411,11 @@ def fleet_run(datastore: str, nodes: int, design: str, share: float, seconds: fl
                 assert process.stdout is not None
                 if process.stdout.readline().strip() != "ready":
                     return {"broke": 1.0}  # the worker's traceback is on stderr
+            # The apiserver's own idle cost, with the fleet connected and quiet, for comparison.
+            idle_before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            time.sleep(IDLE_WINDOW_S)
             cpu_before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            idle = {name: (cpu_before[name] - idle_before[name]) / IDLE_WINDOW_S * 100 for name in cpu_before}
             bytes_before = server.watch_bytes()
             started = time.monotonic()
             for process in processes:
@@ -449,6 +460,9 @@ def fleet_run(datastore: str, nodes: int, design: str, share: float, seconds: fl
         "fanout": sum(o["delivered"] for o in outputs) / writes if writes else 0.0,
         "etcd_cpu_pct": cpu["etcd"],
         "apiserver_cpu_pct": cpu.get("apiserver", 0.0),
+        "apiserver_idle_cpu_pct": idle.get("apiserver", 0.0),
+        "setup_retries": sum(o["setup_retries"] for o in outputs),
+        "received_mib": sum(o["received"] for o in outputs) / 2**20,
         "apiserver_rss_mib": memory.get("VmRSS", 0) / 1024,
         "apiserver_peak_rss_mib": memory.get("VmHWM", 0) / 1024,
         "watch_sent_mib": sent_mib,
@@ -504,7 +518,8 @@ def _print_row(datastore: str, nodes: int, design: str, r: dict[str, float]) -> 
     )
     if datastore == "kubernetes":
         row += (
-            f"{r['apiserver_cpu_pct']:>8.1f} {r['apiserver_rss_mib']:>7.0f} "
+            f"{r['apiserver_cpu_pct']:>8.1f} {r['apiserver_idle_cpu_pct']:>6.1f} "
+            f"{r['apiserver_rss_mib']:>7.0f} "
             f"{r['apiserver_peak_rss_mib']:>7.0f} "
             f"{r['watch_sent_mib']:>9.1f} "
         )
@@ -556,7 +571,7 @@ def main() -> int:
         f"{'stale p99':>9} {'fan-out':>8} {'w.err':>5} {'relst':>5} {'etcd %':>7} "
     )
     if kubernetes:
-        header += f"{'apisrv %':>8} {'RSS MiB':>7} {'peak':>7} {'watch MiB':>9} "
+        header += f"{'apisrv %':>8} {'idle %':>6} {'RSS MiB':>7} {'peak':>7} {'watch MiB':>9} "
     print(header + f"{'DB MiB':>7} {'load':>5}")
     table: dict[tuple[int, str], dict[str, float]] = {}
     for nodes in sizes:
