@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from calico_nodestatus.api import CalicoNodeStatus, NodeStatusClass
+from calico_nodestatus.api import BGPDaemonState, CalicoNodeStatus, NodeStatusClass
 from calico_nodestatus.api.annotations import (
     BGP_SESSIONS_ANNOTATION,
     EXPIRES_AT_ANNOTATION,
@@ -285,6 +285,13 @@ def node_views(objects: Iterable[CalicoNodeStatus], live_nodes: frozenset[str]) 
         addresses = [normal_ip(a) for a in (report.addresses if report else [])]
         if router_id:
             addresses.append(normal_ip(router_id))
+        # A daemon the agent reports NotReady did not answer: the sessions the status still holds
+        # for its family are its last good data, not what BIRD says now.
+        daemons = {"v4": chosen.status.agent.bird_v4, "v6": chosen.status.agent.bird_v6}
+        not_ready = {f for f, d in daemons.items() if d.state == BGPDaemonState.NOT_READY}
+        bird_errors = dict(report.bird_errors) if report else {}
+        for family in not_ready:
+            bird_errors.setdefault(family, "BIRD not ready")
         expiries = [
             e for o in by_node[node] if (e := parse_expiry(o.metadata.annotations.get(EXPIRES_AT_ANNOTATION)))
         ]
@@ -297,8 +304,8 @@ def node_views(objects: Iterable[CalicoNodeStatus], live_nodes: frozenset[str]) 
                 expires_at=min(expiries) if expiries else None,
                 addresses=tuple(dict.fromkeys(addresses)),
                 router_id=router_id,
-                bird_errors=dict(report.bird_errors) if report else {},
-                sessions=_sessions(node, chosen, report),
+                bird_errors=bird_errors,
+                sessions=tuple(s for s in _sessions(node, chosen, report) if f"v{s.family}" not in not_ready),
             )
         )
     return views
