@@ -290,6 +290,9 @@ def node_views(objects: Iterable[CalicoNodeStatus], live_nodes: frozenset[str]) 
         daemons = {"v4": chosen.status.agent.bird_v4, "v6": chosen.status.agent.bird_v6}
         not_ready = {f for f, d in daemons.items() if d.state == BGPDaemonState.NOT_READY}
         bird_errors = dict(report.bird_errors) if report else {}
+        # A family BIRD gave no data for in the latest report: the status keeps its last good peers.
+        answered = {("v6" if ":" in d.peer_ip else "v4") for d in report.sessions} if report else set()
+        not_ready |= set(bird_errors) - answered
         for family in not_ready:
             bird_errors.setdefault(family, "BIRD not ready")
         expiries = [
