@@ -8,7 +8,6 @@ request the shipped rules do not allow fails here as it would on a cluster."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.datastore.kubernetes import V1_API_VERSION
 from calico_nodestatus.lab.controlplane import ControlPlane
-from tests.plugins.agent import agent_argv, embedded_env, node_status, wait_for  # noqa: F401 - the suite imports them here
+from tests.plugins.agent import agent_argv, agent_running, embedded_env, node_status, wait_for  # noqa: F401 - the suite imports them here
 from tests.plugins.kubernetes import AGENT_NAMESPACE, clean_kubernetes
 from tests.plugins.lab import built_lab
 
@@ -136,15 +135,12 @@ def agent_factory(agent_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
             **({"size_budget_bytes": size_budget} if size_budget else {}),
         )
         sockets = (str(node.socket_v4), str(node.socket_v6) if node.socket_v6 else None)
-        async with open_datastore(DatastoreConfig.from_env(environ=agent_env)) as datastore:
-            agent = NodeStatusAgent(datastore, settings, bird_collector(*sockets))
-            task = asyncio.create_task(agent.run())
-            try:
-                await asyncio.wait_for(agent.ready.wait(), 10)
-                yield agent
-            finally:
-                agent.stop()
-                await asyncio.wait_for(task, STOP_WITHIN_SECONDS)
+        collector = bird_collector(*sockets)
+        async with (
+            open_datastore(DatastoreConfig.from_env(environ=agent_env)) as datastore,
+            agent_running(datastore, settings, collector, stop_within=STOP_WITHIN_SECONDS) as agent,
+        ):
+            yield agent
 
     def as_process(node: Any) -> AgentProcess:
         log = tmp_path / f"agent-{node.name}-{len(processes)}.log"

@@ -12,7 +12,6 @@ BIRD, in both CRD modes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -30,6 +29,7 @@ from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.kubernetes import PLURAL, KubernetesDatastore
 from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.agent.conftest import wait_for
+from tests.plugins.agent import agent_running
 from tests.plugins.kubernetes import AGENT_NAMESPACE, KUBE_API_VERSIONS, clean_kubernetes
 
 pytestmark = [pytest.mark.lab, pytest.mark.kubernetes, pytest.mark.slow]
@@ -80,14 +80,8 @@ async def agent_as_service_account(node: Any, kubeconfig: Path, mode: str) -> As
     settings = AgentSettings(node=node.name, holder=f"kubectl-test/{node.name}", heartbeat_seconds=0.5)
     async with KubernetesDatastore(config, namespace=AGENT_NAMESPACE) as datastore:
         sockets = (str(node.socket_v4), str(node.socket_v6) if node.socket_v6 else None)
-        agent = NodeStatusAgent(datastore, settings, bird_collector(*sockets))
-        task = asyncio.create_task(agent.run())
-        try:
-            await asyncio.wait_for(agent.ready.wait(), 10)
+        async with agent_running(datastore, settings, bird_collector(*sockets)) as agent:
             yield agent
-        finally:
-            agent.stop()
-            await asyncio.wait_for(task, 5)
 
 
 @pytest.fixture

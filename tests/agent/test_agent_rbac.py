@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ from calico_nodestatus.datastore.factory import open_datastore
 from calico_nodestatus.datastore.kubernetes import PLURAL, V1_API_VERSION, V3_API_VERSION, KubernetesDatastore
 from calico_nodestatus.lab.controlplane import ControlPlane
 from tests.agent.conftest import node_status, wait_for
-from tests.plugins.agent import agent_argv, agent_process, embedded_env
+from tests.plugins.agent import agent_argv, agent_process, agent_running, embedded_env
 from tests.plugins.kubernetes import AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, DEPLOY, clean_kubernetes
 
 pytestmark = [pytest.mark.lab, pytest.mark.kubernetes, pytest.mark.slow]
@@ -104,14 +103,9 @@ async def agent_as_service_account(
     config = DatastoreConfig(type="kubernetes", kubeconfig=kubeconfig, kube_api_group=api_group)
     async with SlippedWrite(config, admin) as datastore:
         sockets = (str(node.socket_v4), str(node.socket_v6) if node.socket_v6 else None)
-        agent = NodeStatusAgent(datastore, settings, bird_collector(*sockets, size_budget_bytes=SMALL_BUDGET))
-        task = asyncio.create_task(agent.run())
-        try:
-            await asyncio.wait_for(agent.ready.wait(), 10)
+        collector = bird_collector(*sockets, size_budget_bytes=SMALL_BUDGET)
+        async with agent_running(datastore, settings, collector) as agent:
             yield agent
-        finally:
-            agent.stop()
-            await asyncio.wait_for(task, 5)
 
 
 async def _life_cycle(lab: Any, plane: ControlPlane, kubeconfig: Path, api_group: str) -> None:

@@ -19,6 +19,7 @@ from calico_nodestatus.api.annotations import EXPIRES_AT_ANNOTATION, format_expi
 from calico_nodestatus.datastore.base import NotFound
 from calico_nodestatus.datastore.embedded import EmbeddedDatastore
 from tests.agent.conftest import node_status, wait_for
+from tests.plugins.agent import agent_running
 
 NODE = "node-expiry"
 
@@ -55,14 +56,8 @@ async def running_agent(store: EmbeddedDatastore, tmp_path: Path) -> AsyncIterat
     settings = AgentSettings(node=NODE, holder="test/expiry", heartbeat_seconds=0.5)
     # No BIRD behind these sockets: collections fail (and are retried); expiry does not need BIRD.
     collector = bird_collector(str(tmp_path / "none.ctl"), str(tmp_path / "none6.ctl"))
-    agent = NodeStatusAgent(store, settings, collector)
-    task = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(agent.ready.wait(), 10)
+    async with agent_running(store, settings, collector) as agent:
         yield agent
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 5)
 
 
 async def _gone(store: EmbeddedDatastore, name: str) -> bool:

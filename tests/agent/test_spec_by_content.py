@@ -5,7 +5,6 @@ object and its edit written the way libcalico-go writes them (etcdctl put of the
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, NodeStatusAgent
 from calico_nodestatus.datastore.config import DatastoreConfig
 from calico_nodestatus.datastore.etcd import EtcdDatastore
-from tests.plugins.agent import wait_for
+from tests.plugins.agent import agent_running, wait_for
 from tests.plugins.etcd import EtcdServer
 
 pytestmark = [pytest.mark.lab, pytest.mark.etcd]
@@ -52,14 +51,11 @@ async def _agent(etcd: EtcdServer, node: Any) -> AsyncIterator[NodeStatusAgent]:
         node=node.name, holder=f"test/{node.name}", heartbeat_seconds=0.5, liveness_ttl_seconds=1.5,
         resync_seconds=RESYNC_SECONDS,
     )  # fmt: skip
-    agent = NodeStatusAgent(datastore, settings, bird_collector(str(node.socket_v4), str(node.socket_v6)))
-    task = asyncio.create_task(agent.run())
+    collector = bird_collector(str(node.socket_v4), str(node.socket_v6))
     try:
-        await asyncio.wait_for(agent.ready.wait(), 10)
-        yield agent
+        async with agent_running(datastore, settings, collector) as agent:
+            yield agent
     finally:
-        agent.stop()
-        await asyncio.wait_for(task, 5)
         await datastore.close()
 
 

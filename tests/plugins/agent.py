@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
 from calico_nodestatus.api import CalicoNodeStatus, CalicoNodeStatusSpec, NodeStatusClass, ObjectMeta
+from calico_nodestatus.datastore.base import Datastore
 from tests.faults.replay import ReplayServer, replaying
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,3 +105,24 @@ async def agent_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@asynccontextmanager
+async def agent_running(
+    datastore: Datastore,
+    settings: AgentSettings,
+    collector: Collector,
+    *,
+    ready_within: float = 10.0,
+    stop_within: float = 5.0,
+) -> AsyncIterator[NodeStatusAgent]:
+    """The real agent on `datastore`, running in this event loop from its first list (ready) until
+    the block ends; it must stop within `stop_within` seconds."""
+    agent = NodeStatusAgent(datastore, settings, collector)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.ready.wait(), ready_within)
+        yield agent
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, stop_within)

@@ -7,7 +7,6 @@ their duration comes from the environment, e.g. SOAK_SECONDS)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from calico_nodestatus.agent.collection import bird_collector
 from calico_nodestatus.agent.runner import AgentSettings, Collector, NodeStatusAgent
 from calico_nodestatus.datastore.base import Datastore
 from calico_nodestatus.lab import Lab
+from tests.plugins.agent import agent_running
 
 NODE = "node-1"
 
@@ -56,11 +56,6 @@ async def running_agent(
         "datastore_timeout_seconds": 2.0,
         "resync_seconds": 5.0,
     } | settings
-    agent = NodeStatusAgent(datastore, AgentSettings(node=node, holder=holder, **options), collector)
-    task = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(asyncio.shield(agent.ready.wait()), 30)
+    settings_ = AgentSettings(node=node, holder=holder, **options)
+    async with agent_running(datastore, settings_, collector, ready_within=30) as agent:
         yield agent
-    finally:
-        agent.stop()
-        await asyncio.wait_for(task, 5)
