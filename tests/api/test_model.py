@@ -50,6 +50,12 @@ def test_read_back_seed_round_trips_without_losing_a_field() -> None:
     assert yaml.safe_load(dump_yaml([obj.to_wire() for obj in objects])) == raw
 
 
+@pytest.mark.parametrize("text", ["a\rb", "a\x85b", "a\u2028b", "a\u2029b", "a\nb\x85c", "a\nb\n"])
+def test_yaml_keeps_every_kind_of_line_break(text: str) -> None:
+    # YAML readers fold CR, NEL, LS and PS into \n unless the writer escapes them.
+    assert yaml.safe_load(dump_yaml({"note": text})) == {"note": text}
+
+
 def test_read_back_seed_typed_values() -> None:
     (obj,) = load_manifests(_seed("read-back.yaml"))
     assert obj.metadata.generation == 139

@@ -93,6 +93,9 @@ def _handler(state: ReplayApiServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             if reply.chunked is not None:
                 self.send_header("Transfer-Encoding", "chunked")
+                # Announced, as a real server does: a client that reuses a connection the server
+                # closes unannounced gets "disconnected without sending a response" by chance.
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(reply.chunked)
                 self.wfile.flush()

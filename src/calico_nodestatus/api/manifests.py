@@ -53,10 +53,16 @@ class _ManifestDumper(yaml.SafeDumper):
 # Digit-led text such as `09:23:22` or `2021-10-18 09:23:19` is a number or time to other YAML
 # readers (YAML 1.1 sexagesimals, timestamps); quote it as Calico's output does.
 _LOOKS_NUMERIC: Final = re.compile(r"^[0-9][0-9:.\-+ TZ]*$")
+# Line breaks other than \n (CR, NEL, LS, PS) are folded to \n by YAML readers unless escaped,
+# and only double quotes escape them.
+_OTHER_BREAKS: Final = re.compile("[\r\x85\u2028\u2029]")
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else '"' if _LOOKS_NUMERIC.match(value) else None
+    if _OTHER_BREAKS.search(value) or _LOOKS_NUMERIC.match(value):
+        style: str | None = '"'
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
