@@ -122,7 +122,6 @@ async def test_class_and_period_changes_take_effect_at_once(
             current.model_copy(update={"spec": current.spec.model_copy(update={"update_period_seconds": 1})})
         )
 
-
         async def collecting_every_second() -> bool:  # at a period of 60 s, none would come for a minute
             return agent.snapshot().counters.collections - before >= 3
 

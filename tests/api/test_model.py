@@ -258,10 +258,20 @@ def test_crd_v1_with_unreadable_metadata_annotation_names_it() -> None:
     "route",
     [
         {},
-        {"type": "FIB", "destination": "198.19.0.0/26", "gateway": "198.18.0.2", "interface": "eth0",
-         "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.2"}},
-        {"type": "RIB", "destination": "2001:db8::/64", "gateway": "N/A", "interface": "blackhole",
-         "learnedFrom": {"sourceType": "Static"}},
+        {
+            "type": "FIB",
+            "destination": "198.19.0.0/26",
+            "gateway": "198.18.0.2",
+            "interface": "eth0",
+            "learnedFrom": {"sourceType": "NodeMesh", "peerIP": "198.18.0.2"},
+        },
+        {
+            "type": "RIB",
+            "destination": "2001:db8::/64",
+            "gateway": "N/A",
+            "interface": "blackhole",
+            "learnedFrom": {"sourceType": "Static"},
+        },
         {"destination": "", "gateway": "", "interface": "", "learnedFrom": {"sourceType": "", "peerIP": ""}},
     ],
 )

@@ -165,9 +165,7 @@ def test_a_block_is_counted_only_when_every_line_is_understood() -> None:
     rib = b" 198.18.2.0/24        unicast [Mesh_198_18_0_2 00:32:08.892] (100) [i]\n" + hop
     failed = b" 198.18.3.0/24        unicast [Mesh_198_18_0_2 00:32:08.892] ! (100) [i]\n" + hop
     assert parse.count_route_block(route * 3 + rib + failed) == parse.BlockCount("Mesh_198_18_0_2", 3, 1, 1)
-    assert parse.count_route_block(hop + route) == parse.BlockCount(
-        "Mesh_198_18_0_2", 1, 0, 0
-    )
+    assert parse.count_route_block(hop + route) == parse.BlockCount("Mesh_198_18_0_2", 1, 0, 0)
     other = route.replace(b"Mesh_198_18_0_2", b"Mesh_198_18_0_3")
     for block in (
         route + other,  # two protocols

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 EXTRA_ROUTES = 20_000
 ROUTES = NodeStatusClass.ROUTES
 
+
 @pytest.fixture(scope="module")
 def big_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One lab node running bird and bird6, its IPv4 BIRD holding 20,000 extra static routes."""
@@ -31,13 +32,16 @@ def big_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         lab.set_routes(1, EXTRA_ROUTES)
         yield lab
 
+
 @pytest.fixture
 def lab(big_node: Any) -> Iterator[Any]:
     yield big_node
     big_node.bird_start(1)  # whatever a test stopped
 
+
 async def _gather(v4: Path, v6: Path) -> CollectionResult:
     return await gather(BirdSockets(v4=(str(v4),), v6=(str(v6),)), ALL_CLASSES, route_limit=None)
+
 
 async def _complete(lab: Any) -> CollectionResult:
     node = lab.node(1)
@@ -46,6 +50,7 @@ async def _complete(lab: Any) -> CollectionResult:
     assert result.routes_total[4] >= EXTRA_ROUTES
     assert result.status.agent.bird_v4.state is BGPDaemonState.READY
     return result
+
 
 async def test_killed_during_show_route(lab: Any, tmp_path: Path) -> None:
     node = lab.node(1)
@@ -70,12 +75,14 @@ async def test_killed_during_show_route(lab: Any, tmp_path: Path) -> None:
     lab.bird_start(1, 4)
     await _complete(lab)
 
+
 async def test_restart_shows_a_new_boot_time(lab: Any) -> None:
     before = (await _complete(lab)).status.agent.bird_v4.last_boot_time
     await asyncio.sleep(1.1)  # BIRD 1.6 prints boot times to the second
     lab.bird_restart(1, 4)
     after = (await _complete(lab)).status.agent.bird_v4.last_boot_time
     assert before and after and after > before
+
 
 @pytest.fixture(scope="module")
 def big_bird2() -> Iterator[Any]:
@@ -84,8 +91,10 @@ def big_bird2() -> Iterator[Any]:
         lab.set_routes(1, EXTRA_ROUTES)
         yield lab
 
+
 def _configure(lab: Any) -> None:
     assert "Reconfigured" in " ".join(lab.birdc(1, 4, "configure"))
+
 
 async def test_reconfigured_mid_show_route_bird16(lab: Any, tmp_path: Path) -> None:
     """BIRD 1.6.8 finishes a `show route` reply across a `birdc configure` (observed: no 8004)."""
@@ -95,6 +104,7 @@ async def test_reconfigured_mid_show_route_bird16(lab: Any, tmp_path: Path) -> N
     assert relay.fired == 1
     assert result.errors == {}
     assert result.routes_total[4] >= EXTRA_ROUTES
+
 
 @pytest.mark.parametrize("configures", [1, 2])
 async def test_reconfigured_mid_show_route_bird2(big_bird2: Any, tmp_path: Path, configures: int) -> None:

@@ -139,9 +139,10 @@ async def test_100mb_reply_keeps_memory_bounded(
         # less goes first), then IPv4 routes until not even the smallest one fits any more.
         room = route_bytes_within(DEFAULT_SIZE_BUDGET_BYTES)
         used = report["kept_bytes"]["4"] + report["kept_bytes"]["6"]
-        smallest = min(serialised_size(api_route(r).to_wire()) + 1 for r in parse.parse_routes(
-            parse.reply_lines(replies["show route"])
-        ))
+        smallest = min(
+            serialised_size(api_route(r).to_wire()) + 1
+            for r in parse.parse_routes(parse.reply_lines(replies["show route"]))
+        )
         assert used <= room < used + smallest, (used, room, smallest)
         # ...and that room is the budget's: all but its headroom and the rest of an object (< 1 KiB).
         without_headroom = DEFAULT_SIZE_BUDGET_BYTES - HEADROOM_BYTES

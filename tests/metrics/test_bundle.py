@@ -24,9 +24,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 def _promtool(*args: str, cwd: Path = HERE) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run(
-        [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
 @needs_promtool
@@ -89,9 +87,16 @@ def test_generated_files_match_their_sources() -> None:
 @needs_promtool
 def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
     exprs = dashboard_exprs()
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:expr_{index}", "expr": expr} for index, expr in enumerate(exprs)
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:expr_{index}", "expr": expr} for index, expr in enumerate(exprs)
+                ],
+            }
+        ]
+    }
     rules_file = tmp_path / "dashboard.rules.yaml"
     rules_file.write_text(yaml.safe_dump(rules))
     result = _promtool("check", "rules", str(rules_file))
@@ -122,9 +127,17 @@ def test_dashboard_has_the_requested_panels() -> None:
     dashboard = yaml.safe_load((MONITORING / bundle.DASHBOARD_FILE).read_text())
     titles = {panel["title"] for panel in dashboard["panels"]}
     for wanted in (
-        "BGP sessions per node", "Established sessions over time", "Session flaps", "Route counts",
-        "Collection latency", "Agent health", "Felix dataplane failures", "Felix ipset / iptables errors",
-        "Felix latency (p99)", "Felix batch sizes (p99)", "Felix traffic",
+        "BGP sessions per node",
+        "Established sessions over time",
+        "Session flaps",
+        "Route counts",
+        "Collection latency",
+        "Agent health",
+        "Felix dataplane failures",
+        "Felix ipset / iptables errors",
+        "Felix latency (p99)",
+        "Felix batch sizes (p99)",
+        "Felix traffic",
     ):
         assert wanted in titles
     ids = [panel["id"] for panel in dashboard["panels"]]
@@ -133,9 +146,7 @@ def test_dashboard_has_the_requested_panels() -> None:
 
 def test_scrape_config_targets_felix_kube_controllers_and_agent() -> None:
     config = yaml.safe_load((MONITORING / bundle.SCRAPE_FILE).read_text())
-    ports = {
-        job["job_name"]: job["relabel_configs"][2]["replacement"] for job in config["scrape_configs"]
-    }
+    ports = {job["job_name"]: job["relabel_configs"][2]["replacement"] for job in config["scrape_configs"]}
     assert ports == {
         "calico-node": "$1:9091",
         "calico-kube-controllers": "$1:9094",

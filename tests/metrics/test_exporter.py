@@ -41,13 +41,14 @@ def peertypes(bird_fixtures: Path) -> tuple[CalicoNodeAgentStatus, CalicoNodeBGP
     v4 = peer_section(d for d in details if not is_ipv6_peer(d))
     v6 = peer_section(d for d in details if is_ipv6_peer(d))
     bgp = CalicoNodeBGPStatus(
-        number_established_v4=v4.established, number_not_established_v4=v4.not_established,
-        number_established_v6=v6.established, number_not_established_v6=v6.not_established,
-        peers_v4=v4.peers, peers_v6=v6.peers,
+        number_established_v4=v4.established,
+        number_not_established_v4=v4.not_established,
+        number_established_v6=v6.established,
+        number_not_established_v6=v6.not_established,
+        peers_v4=v4.peers,
+        peers_v6=v6.peers,
     )
-    routes = {
-        (6 if is_ipv6_peer(d) else 4, peer_ip(d)): d.routes for d in details if d.routes is not None
-    }
+    routes = {(6 if is_ipv6_peer(d) else 4, peer_ip(d)): d.routes for d in details if d.routes is not None}
     return CalicoNodeAgentStatus(bird_v4=daemon, bird_v6=daemon), bgp, routes
 
 
@@ -55,7 +56,10 @@ def _state(peertypes: tuple) -> MetricsState:
     agent, bgp, routes = peertypes
     state = MetricsState("n1")
     state.record_collection(
-        AT, agent=agent, bgp=bgp, peer_routes=routes,
+        AT,
+        agent=agent,
+        bgp=bgp,
+        peer_routes=routes,
         route_counts={(4, "FIB", "BGPPeer"): 4, (4, "FIB", "NodeMesh"): 1, (4, "RIB", "BGPPeer"): 2},
         durations={"Agent": 0.0004, "BGP": 0.003, "Routes": 0.2},
     )
@@ -218,11 +222,20 @@ def test_family_errors_mark_bird_down_and_count_errors() -> None:
 
 def _snapshot(**changes: object) -> AgentSnapshot:
     fields: dict = {
-        "node": "n1", "objects": ("a", "b"), "collected": None, "collected_at": None,
-        "last_write_at": AT, "datastore_ok": True, "datastore_reason": "",
+        "node": "n1",
+        "objects": ("a", "b"),
+        "collected": None,
+        "collected_at": None,
+        "last_write_at": AT,
+        "datastore_ok": True,
+        "datastore_reason": "",
         "routes_omitted": {"b": {"v4": 10, "v6": 2}},
         "counters": AgentCounters(
-            collections=5, collection_failures=2, writes=3, write_conflicts=1, write_errors=4,
+            collections=5,
+            collection_failures=2,
+            writes=3,
+            write_conflicts=1,
+            write_errors=4,
             writes_skipped_unchanged=9,
         ),
         "object_reports": {
@@ -259,7 +272,9 @@ def test_agent_series_come_from_the_agent_snapshot() -> None:
 
 def test_without_an_agent_its_series_are_absent() -> None:
     agent_names = {
-        cat.COLLECTIONS.name, cat.DATASTORE_WRITES.name, cat.STATUS_UPDATE_PERIOD.name,
+        cat.COLLECTIONS.name,
+        cat.DATASTORE_WRITES.name,
+        cat.STATUS_UPDATE_PERIOD.name,
         cat.AGENT_LIVENESS.name,
     }
     assert not agent_names & {s.name for s in _agent_samples(None)}

@@ -166,8 +166,10 @@ def test_prometheus_scrapes_the_agent_and_the_session_alert_goes_pending(
         # Rates need two samples in their window, the refresh time one write.
         _wait(
             "two scrapes of collection latency and a status refresh",
-            lambda: api.query(f"count_over_time({PREFIX}collection_duration_seconds_count[30s]) >= 2")
-            and api.query(f"{PREFIX}status_last_refresh_timestamp_seconds"),
+            lambda: (
+                api.query(f"count_over_time({PREFIX}collection_duration_seconds_count[30s]) >= 2")
+                and api.query(f"{PREFIX}status_last_refresh_timestamp_seconds")
+            ),
             20,
             logs,
         )

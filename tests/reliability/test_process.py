@@ -79,4 +79,3 @@ async def test_signal_stops_cleanly_and_releases_liveness(
         took = (_logged_at(output, "agent_stopped") - _logged_at(output, "stop_requested")).total_seconds()
         assert took <= STOP_WITHIN, f"stopped {took:.2f}s after the signal:\n{output[-2000:]}"
         assert await store.get_liveness(NODE) is None, "liveness record not released"
-

@@ -51,9 +51,7 @@ def merge_status(stored: CalicoNodeStatus, incoming: CalicoNodeStatus) -> Calico
     return stored.model_copy(update={"metadata": metadata, "status": incoming.status})
 
 
-def merge_annotations(
-    stored: CalicoNodeStatus, changes: Mapping[str, str | None]
-) -> CalicoNodeStatus:
+def merge_annotations(stored: CalicoNodeStatus, changes: Mapping[str, str | None]) -> CalicoNodeStatus:
     """The stored object with the annotations in `changes` set (a value) or removed (None)."""
     annotations = dict(stored.metadata.annotations)
     for key, value in changes.items():
