@@ -101,6 +101,11 @@ WATCH_HOT_SECONDS = 1.0
 # With inotify the watch also looks once a minute on its own, in case a change never reached the
 # WAL file it watches (the file replaced behind its back).
 WATCH_SAFETY_INTERVAL_S = 60.0
+# A commit writes its WAL frames (the inotify wake) before it publishes them in the shared-memory
+# index, so a watch woken early sees no new data_version: it looks again this many times, every
+# WATCH_WAKE_RECHECK_S, before it sleeps until the next wake.
+WATCH_WAKE_RECHECKS = 10
+WATCH_WAKE_RECHECK_S = 0.05
 # Every commit writes to the WAL; the file being removed or replaced ends that watch.
 WAL_EVENTS = (
     inotify_simple.flags.MODIFY
@@ -156,15 +161,18 @@ class _CommitSignal:
                 self.close()
         self._changed.set()
 
-    async def wait(self, *, hot: bool) -> None:
-        """Until the next commit (or the safety interval); polling intervals without inotify."""
+    async def wait(self, *, hot: bool) -> bool:
+        """Until the next commit (or the safety interval); polling intervals without inotify.
+        True when the WAL file changed (inotify woke it)."""
         if self._inotify is None:
             await asyncio.sleep(WATCH_POLL_INTERVAL_S if hot else WATCH_IDLE_POLL_INTERVAL_S)
-            return
+            return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(WATCH_SAFETY_INTERVAL_S):
                 await self._changed.wait()
+        woken = self._changed.is_set()
         self._changed.clear()
+        return woken
 
     def close(self) -> None:
         if self._inotify is not None:
@@ -425,10 +433,12 @@ class EmbeddedDatastore(Datastore):
         try:
             seen_data_version: int | None = None
             last_rows_at = time.monotonic()
+            woken, rechecks = False, 0
             while True:
                 # The version check runs on the loop (a few µs, WAL readers never wait for writers);
                 # only reading the log after a commit goes through a worker thread.
                 data_version = self._data_version(conn, in_use)
+                wake_not_yet_visible = woken and data_version == seen_data_version
                 rows: list[tuple[int, str, str, str | None, str | None]] = []
                 if (
                     data_version != seen_data_version
@@ -451,7 +461,12 @@ class EmbeddedDatastore(Datastore):
                     last_rows_at = time.monotonic()
                 if seen_data_version is None and rows:
                     continue  # a full batch: read on at once
-                await commits.wait(hot=time.monotonic() - last_rows_at < WATCH_HOT_SECONDS)
+                if wake_not_yet_visible and rechecks < WATCH_WAKE_RECHECKS:
+                    rechecks += 1
+                    await asyncio.sleep(WATCH_WAKE_RECHECK_S)
+                    continue
+                rechecks = 0
+                woken = await commits.wait(hot=time.monotonic() - last_rows_at < WATCH_HOT_SECONDS)
         finally:
             commits.close()
 

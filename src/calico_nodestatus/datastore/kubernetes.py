@@ -165,20 +165,25 @@ def error_for_status(code: int, body: object, name: str, *, creating: bool = Fal
 
 
 def lease_record(lease: dict[str, Any]) -> LivenessRecord | None:
-    """A liveness record from a Lease; None for a released lease (no holder) or a foreign one.
-    Expiry is the caller's test (`LivenessRecord.is_alive`)."""
-    spec = lease.get("spec") or {}
-    node = ((lease.get("metadata") or {}).get("annotations") or {}).get(LEASE_NODE_ANNOTATION)
-    holder = spec.get("holderIdentity")
-    renewed = spec.get("renewTime")
-    if not (node and holder and renewed):
+    """A liveness record from a Lease; None for a released lease (no holder), a foreign one, or one
+    whose fields are not of the Lease's types. Expiry is the caller's test (`LivenessRecord.is_alive`)."""
+    spec = _mapping(lease.get("spec"))
+    node = _mapping(_mapping(lease.get("metadata")).get("annotations")).get(LEASE_NODE_ANNOTATION)
+    holder, renewed = spec.get("holderIdentity"), spec.get("renewTime")
+    duration = spec.get("leaseDurationSeconds") or 0
+    if not (isinstance(node, str) and isinstance(holder, str) and isinstance(renewed, str)):
         return None
-    return LivenessRecord(
-        node=node,
-        holder=holder,
-        renewed_at=datetime.fromisoformat(renewed).astimezone(UTC),
-        ttl_seconds=float(spec.get("leaseDurationSeconds") or 0),
-    )
+    if not (node and holder) or isinstance(duration, bool) or not isinstance(duration, int | float):
+        return None
+    try:
+        renewed_at = datetime.fromisoformat(renewed).astimezone(UTC)
+    except ValueError:
+        return None
+    return LivenessRecord(node=node, holder=holder, renewed_at=renewed_at, ttl_seconds=float(duration))
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _micro_time(moment: datetime) -> str:
