@@ -18,7 +18,14 @@ from calico_nodestatus.api import CalicoNodeAgentStatus, CalicoNodeBGPStatus, Ca
 from calico_nodestatus.bird.parse import parse_protocols_all, parse_status, reply_lines
 from calico_nodestatus.bird.types import ProtocolDetails, RouteStats
 from calico_nodestatus.cli.agent import agent_view
-from calico_nodestatus.collect.sections import daemon_status, is_bgp_peer, is_ipv6_peer, peer_ip, peer_section
+from calico_nodestatus.collect.sections import (
+    bgp_status,
+    daemon_status,
+    is_bgp_peer,
+    is_ipv6_peer,
+    peer_ip,
+    peer_section,
+)
 from calico_nodestatus.metrics import catalogue as cat
 from calico_nodestatus.metrics.exporter import ExporterOptions, MetricsServer, StatusCollector, build_registry
 from calico_nodestatus.metrics.state import AgentView, MetricsState, ObjectView, state_age_seconds
@@ -40,14 +47,7 @@ def peertypes(bird_fixtures: Path) -> tuple[CalicoNodeAgentStatus, CalicoNodeBGP
     ]
     v4 = peer_section(d for d in details if not is_ipv6_peer(d))
     v6 = peer_section(d for d in details if is_ipv6_peer(d))
-    bgp = CalicoNodeBGPStatus(
-        number_established_v4=v4.established,
-        number_not_established_v4=v4.not_established,
-        number_established_v6=v6.established,
-        number_not_established_v6=v6.not_established,
-        peers_v4=v4.peers,
-        peers_v6=v6.peers,
-    )
+    bgp = bgp_status(v4, v6)
     routes = {(6 if is_ipv6_peer(d) else 4, peer_ip(d)): d.routes for d in details if d.routes is not None}
     return CalicoNodeAgentStatus(bird_v4=daemon, bird_v6=daemon), bgp, routes
 

@@ -127,6 +127,18 @@ class PeerSection:
     unknown_names: tuple[str, ...]  # BGP protocols not named the Calico way (still reported)
 
 
+def bgp_status(v4: PeerSection, v6: PeerSection) -> CalicoNodeBGPStatus:
+    """The BGP section from each family's peers and counts."""
+    return CalicoNodeBGPStatus(
+        number_established_v4=v4.established,
+        number_not_established_v4=v4.not_established,
+        number_established_v6=v6.established,
+        number_not_established_v6=v6.not_established,
+        peers_v4=v4.peers,
+        peers_v6=v6.peers,
+    )
+
+
 def peer_section(protocols: Iterable[ProtocolDetails]) -> PeerSection:
     """One family's peers, in BIRD's order. Every BGP protocol is a peer (including ones named
     `Local_Workload_…` or by hand); Established is counted from the BGP state, not the protocol
@@ -503,14 +515,7 @@ def status_sections(
         v4 = peer_section(protocols.get(4, ()))
         v6 = peer_section(protocols.get(6, ()))
         unknown.update(v4.unknown_names, v6.unknown_names)
-        sections["bgp"] = CalicoNodeBGPStatus(
-            number_established_v4=v4.established,
-            number_not_established_v4=v4.not_established,
-            number_established_v6=v6.established,
-            number_not_established_v6=v6.not_established,
-            peers_v4=v4.peers,
-            peers_v6=v6.peers,
-        )
+        sections["bgp"] = bgp_status(v4, v6)
     if NodeStatusClass.ROUTES in wanted:
         sections["routes"] = CalicoNodeBGPRouteStatus(routes_v4=routes.routes_v4, routes_v6=routes.routes_v6)
         unknown.update(routes.unknown_protocols())
