@@ -6,8 +6,9 @@
   sleeps until the WAL file changes (inotify: every commit writes to it), then checks
   ``PRAGMA data_version`` (changes only when another connection commits), reads the head revision
   (one row) and reads the log only when that moved. So an idle watch costs no wake-ups, and other
-  agents' liveness renewals (commits that add no event) cost one row. Where inotify is not
-  available it polls instead (every 50 ms while events flow, every 0.5 s once idle).
+  agents' liveness renewals (commits that add no event) cost one row. A wake that shows no new
+  ``data_version`` (the commit is not published yet) is looked at again briefly. Where inotify is
+  not available it polls instead (every 50 ms while events flow, every 0.5 s once idle).
 - A new file is switched to WAL and given its schema by whichever process gets there first; the
   switch needs the file to itself, so a process that finds it busy retries within ``busy_timeout``.
 - Missing directories above the file are created 0700, the file 0600.
